@@ -1,0 +1,65 @@
+"""Pure functions that turn the site's text into clean values (no Scrapy import)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+RATING_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+
+# Byte-order marks and zero-width characters that survive copy-paste into the catalogue.
+_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"))
+_MONEY = re.compile(r"-?\d[\d,\s\u00a0]*(?:\.\d+)?")
+_STOCK_COUNT = re.compile(r"\((\d[\d,]*)\s+available\)")
+
+
+def normalize_text(value: str | None) -> str | None:
+    """NFC, invisible characters removed, whitespace collapsed; empty text becomes None."""
+    if value is None:
+        return None
+    text = unicodedata.normalize("NFC", value).translate(_INVISIBLE)
+    text = " ".join(text.split())
+    return text or None
+
+
+def parse_money(value: str | float | int | None) -> float | None:
+    """'£51.77', 'Â£51.77', ' £1,234.50 ' -> 51.77 / 1234.5; None when there is no number."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _MONEY.search(normalize_text(value) or "")
+    if not match:
+        return None
+    digits = re.sub(r"[,\s\u00a0]", "", match.group(0))
+    return round(float(digits), 2)
+
+
+def parse_rating(value: str | int | None) -> int | None:
+    """'star-rating Three' or 'Three' or 3 -> 3; None when no rating word is present."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    for word in value.lower().split():
+        if word in RATING_WORDS:
+            return RATING_WORDS[word]
+        if word.isdigit():
+            return int(word)
+    return None
+
+
+def parse_availability(value: str | None) -> tuple[bool, int]:
+    """'In stock (22 available)' -> (True, 22); 'Out of stock' -> (False, 0)."""
+    text = (normalize_text(value) or "").lower()
+    in_stock = text.startswith("in stock")
+    match = _STOCK_COUNT.search(text)
+    count = int(match.group(1).replace(",", "")) if match else 0
+    return in_stock, count if in_stock else 0
+
+
+def parse_int(value: str | int | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    digits = re.sub(r"[^\d]", "", value)
+    return int(digits) if digits else None

@@ -1,0 +1,27 @@
+"""`scrapy crawl`, which also fails (exit 1, one-line reason) when the crawl was not published."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scrapy.commands.crawl import Command as ScrapyCrawlCommand
+from scrapy.exceptions import UsageError
+
+
+class Command(ScrapyCrawlCommand):
+    def run(self, args: list[str], opts: argparse.Namespace) -> None:
+        if len(args) != 1:
+            raise UsageError("give exactly one spider name")
+        assert self.crawler_process
+        crawler = self._create_crawler(args[0])
+        self.crawler_process.crawl(crawler, **opts.spargs)
+        self.crawler_process.start()
+        if self.crawler_process.bootstrap_failed:
+            self.exitcode = 1
+            return
+        status = crawler.stats.get_value("publish/status")
+        if status not in (None, "published"):  # None: no StorePipeline in this crawl
+            reason = crawler.stats.get_value("publish/reason") or "not published (see the log)"
+            print(f"crawl failed: {reason}", file=sys.stderr)
+            self.exitcode = 1

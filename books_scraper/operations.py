@@ -1,0 +1,43 @@
+"""The operational database: the writable tables beside the read-only books database.
+
+`crawl_runs` here is the operator's journal of every crawl attempt (running, published, failed,
+abandoned); the books database keeps only the runs that built it.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+from books_scraper.storage import CRAWL_RUN_COLUMNS, CRAWL_RUNS, save_crawl_run, utc_now
+
+migrations = Migrations("books_operations")
+
+
+@migrations()
+def m001_crawl_runs(db: Database) -> None:
+    db[CRAWL_RUNS].create(CRAWL_RUN_COLUMNS, pk="id", not_null={"started_at", "status"})
+
+
+def open_operations_db(path: str) -> Database:
+    db = Database(path)
+    # Readers (Datasette) and the crawler write here at the same time.
+    db.enable_wal()
+    migrations.apply(db)
+    return db
+
+
+def start_run(db: Database, start_url: str) -> int:
+    """Record a new crawl attempt and return its id; earlier runs left 'running' were killed."""
+    with db.conn:
+        db.execute(
+            f"update {CRAWL_RUNS} set status = 'abandoned', finished_at = ? where status = 'running'",
+            [utc_now()],
+        )
+        table = db[CRAWL_RUNS]
+        table.insert({"started_at": utc_now(), "status": "running", "start_url": start_url})
+        return table.last_pk
+
+
+def record_run(db: Database, run: dict) -> None:
+    with db.conn:
+        save_crawl_run(db, run)

@@ -1,0 +1,209 @@
+"""Item pipelines, one job each: clean, validate, store (and publish on a good finish)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from itemadapter import ItemAdapter
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import DropItem
+
+from books_scraper import operations, publish, storage
+from books_scraper.cleaning import (
+    normalize_text,
+    parse_availability,
+    parse_int,
+    parse_money,
+    parse_rating,
+)
+
+logger = logging.getLogger(__name__)
+
+TEXT_FIELDS = ("upc", "title", "availability", "category", "description", "product_type")
+MONEY_FIELDS = ("price", "price_incl_tax", "tax")
+
+
+class CleanPipeline:
+    """Turns the page's text into typed values: money, rating, stock, normalised text."""
+
+    def process_item(self, item: Any) -> Any:
+        adapter = ItemAdapter(item)
+        for name in TEXT_FIELDS:
+            adapter[name] = normalize_text(adapter.get(name))
+        for name in MONEY_FIELDS:
+            adapter[name] = parse_money(adapter.get(name))
+        adapter["rating"] = parse_rating(adapter.get("rating"))
+        adapter["number_of_reviews"] = parse_int(adapter.get("number_of_reviews"))
+        adapter["in_stock"], adapter["stock_count"] = parse_availability(adapter.get("availability"))
+        return item
+
+
+class ValidatePipeline:
+    """Drops records that would publish half-parsed, counting drops per reason in the stats."""
+
+    REQUIRED = ("id", "upc", "title", "price", "rating", "category", "category_url", "product_url")
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> "ValidatePipeline":
+        return cls(crawler.stats)
+
+    def process_item(self, item: Any) -> Any:
+        adapter = ItemAdapter(item)
+        reason = problem(adapter)
+        if reason:
+            self.stats.inc_value(f"books/dropped/{reason}")
+            logger.warning("Dropped %s: %s", adapter.get("product_url"), reason)
+            raise DropItem(reason)
+        return item
+
+
+def problem(adapter: ItemAdapter) -> str | None:
+    """The first thing wrong with a cleaned record, as a short reason, or None."""
+    for name in ValidatePipeline.REQUIRED:
+        if adapter.get(name) in (None, ""):
+            return f"missing {name}"
+    if adapter["price"] < 0:
+        return "negative price"
+    if not 1 <= adapter["rating"] <= 5:
+        return "rating out of range"
+    return None
+
+
+class StorePipeline:
+    """Writes records to a staging copy of the database; publishes it when the crawl ends well."""
+
+    def __init__(
+        self,
+        db_path: str,
+        ops_db_path: str,
+        start_url: str,
+        stats: Any,
+        allow_shrink: bool = False,
+        batch_size: int = 200,
+    ) -> None:
+        self.published = Path(db_path)
+        self.ops_db_path = ops_db_path
+        self.start_url = start_url
+        self.stats = stats
+        self.allow_shrink = allow_shrink
+        self.batch_size = batch_size
+        self.buffer: list[dict[str, Any]] = []
+        self.resources = ExitStack()
+        self.stored = 0
+        self.write_errors = 0
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> "StorePipeline":
+        settings = crawler.settings
+        pipeline = cls(
+            db_path=settings.get("BOOKS_DB_PATH"),
+            ops_db_path=settings.get("BOOKS_OPS_DB_PATH"),
+            start_url=settings.get("BOOKS_START_URL"),
+            stats=crawler.stats,
+            allow_shrink=settings.getbool("BOOKS_ALLOW_SHRINK"),
+            batch_size=settings.getint("BOOKS_WRITE_BATCH"),
+        )
+        # Publication needs the close reason, which only the spider_closed signal carries.
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
+        return pipeline
+
+    def open_spider(self) -> None:
+        self.stats.set_value("publish/status", "pending")
+        self.resources.enter_context(publish.crawl_lock(self.published))
+        self.ops = operations.open_operations_db(self.ops_db_path)
+        self.resources.callback(self.ops.close)
+        self.run_id = operations.start_run(self.ops, self.start_url)
+        self.staging = publish.prepare_staging(self.published)
+        self.db = storage.open_books_db(str(self.staging))
+        # The staging file is thrown away on any failure, so durability waits until publication.
+        self.db.execute("pragma synchronous = off")
+        self.stats.set_value("books/run_id", self.run_id)
+
+    def process_item(self, item: Any) -> Any:
+        self.buffer.append(ItemAdapter(item).asdict())
+        if len(self.buffer) >= self.batch_size:
+            self.flush()
+        return item
+
+    def flush(self) -> None:
+        records, self.buffer = self.buffer, []
+        try:
+            added = storage.save_books(self.db, records, run_id=self.run_id)
+        except Exception:
+            self.write_errors += len(records)
+            logger.exception("Could not store %d books", len(records))
+            return
+        self.stored += len(records)
+        self.stats.inc_value("books/stored", len(records))
+        self.stats.inc_value("books/price_history_added", added)
+
+    def close_spider(self) -> None:
+        self.flush()
+
+    def spider_closed(self, spider: Any, reason: str) -> None:
+        if not hasattr(self, "db"):
+            return  # open_spider failed, there is nothing to publish
+        try:
+            problem = self.publication_problem(reason)
+            run = self.run_record(reason, "failed" if problem else "published", problem)
+            if problem:
+                self.fail(problem, run)
+            else:
+                self.publish(run)
+        finally:
+            self.resources.close()
+
+    def publication_problem(self, reason: str) -> str | None:
+        if self.write_errors:
+            return f"{self.write_errors} books could not be written"
+        return publish.sanity_problem(
+            reason,
+            self.stored,
+            publish.published_book_count(self.published),
+            self.allow_shrink,
+        )
+
+    def run_record(self, reason: str, status: str, message: str | None) -> dict[str, Any]:
+        stats = self.stats.get_stats()
+        prefix = "books/dropped/"
+        drops = {k[len(prefix) :]: v for k, v in stats.items() if k.startswith(prefix)}
+        return {
+            "id": self.run_id,
+            "started_at": stats["start_time"].isoformat(timespec="seconds"),
+            "finished_at": storage.utc_now(),
+            "status": status,
+            "start_url": self.start_url,
+            "pages": stats.get("response_received_count", 0),
+            "books": self.stored,
+            "dropped": sum(drops.values()),
+            "drops": drops,
+            "errors": stats.get("pages/failed", 0) + self.write_errors,
+            "finish_reason": reason,
+            "message": message,
+        }
+
+    def publish(self, run: dict[str, Any]) -> None:
+        with self.db.conn:
+            storage.save_crawl_run(self.db, run)
+        storage.ensure_db_shape(self.db)
+        self.db.execute("pragma journal_mode = delete")
+        self.db.close()
+        publish.replace_atomically(self.staging, self.published)
+        operations.record_run(self.ops, run)
+        self.stats.set_value("publish/status", "published")
+        logger.info("Published %d books to %s (run %d)", self.stored, self.published, self.run_id)
+
+    def fail(self, problem: str, run: dict[str, Any]) -> None:
+        self.db.close()
+        self.staging.unlink(missing_ok=True)
+        operations.record_run(self.ops, run)
+        self.stats.set_value("publish/status", "failed")
+        self.stats.set_value("publish/reason", problem)
+        logger.error("Not published, %s left untouched: %s", self.published, problem)

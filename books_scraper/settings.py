@@ -1,0 +1,50 @@
+"""Scrapy settings for the books crawler: polite defaults for the live site."""
+
+import os
+
+from books_scraper.items import RECORD_FIELDS
+
+BOT_NAME = "books_scraper"
+SPIDER_MODULES = ["books_scraper.spiders"]
+NEWSPIDER_MODULE = "books_scraper.spiders"
+COMMANDS_MODULE = "books_scraper.commands"
+
+# Where to crawl and where the database goes; both overridable with -s or the environment.
+BOOKS_START_URL = os.environ.get("BOOKS_START_URL", "https://books.toscrape.com/")
+BOOKS_DB_PATH = os.environ.get("BOOKS_DB_PATH", "data/books.db")
+BOOKS_OPS_DB_PATH = os.environ.get("BOOKS_OPS_DB_PATH", "data/operations.db")
+# Publish even when the crawl found fewer than half the books already published.
+BOOKS_ALLOW_SHRINK = os.environ.get("BOOKS_ALLOW_SHRINK", "0")
+BOOKS_WRITE_BATCH = 200
+BOOKS_PROGRESS_EVERY_BOOKS = 100
+BOOKS_PROGRESS_EVERY_SECONDS = 10
+
+USER_AGENT = "books-scraper/0.1 (+https://github.com/books-tech-challenge/books-scraper)"
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 8
+CONCURRENT_REQUESTS_PER_DOMAIN = 8
+DOWNLOAD_TIMEOUT = 30
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.5
+AUTOTHROTTLE_MAX_DELAY = 10
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+RETRY_ENABLED = True
+RETRY_TIMES = 3
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+HTTPCACHE_ENABLED = False
+HTTPCACHE_DIR = "httpcache"
+TELNETCONSOLE_ENABLED = False
+COOKIES_ENABLED = False
+
+ITEM_PIPELINES = {
+    "books_scraper.pipelines.CleanPipeline": 100,
+    "books_scraper.pipelines.ValidatePipeline": 200,
+    "books_scraper.pipelines.StorePipeline": 300,
+}
+EXTENSIONS = {
+    "books_scraper.extensions.ProgressLog": 500,
+}
+
+FEED_EXPORT_FIELDS = RECORD_FIELDS
+FEED_EXPORT_ENCODING = "utf-8"
+LOG_LEVEL = os.environ.get("BOOKS_LOG_LEVEL", "INFO")

@@ -1,0 +1,194 @@
+"""The books database: schema, migrations and save_* functions (no Scrapy import).
+
+Fetching lives in the spider; this module only knows rows and SQLite, so the crawler, the tests and the
+Datasette plugins share one definition of every table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlite_utils import Database, Migrations
+
+BOOKS = "books"
+CATEGORIES = "categories"
+CRAWL_RUNS = "crawl_runs"
+PRICE_HISTORY = "price_history"
+
+CRAWL_RUN_COLUMNS: dict[str, type] = {
+    "id": int,
+    "started_at": str,
+    "finished_at": str,
+    "status": str,  # running | published | failed | abandoned
+    "start_url": str,
+    "pages": int,
+    "books": int,
+    "dropped": int,
+    "drops": str,  # JSON object: reason -> count
+    "errors": int,
+    "finish_reason": str,
+    "message": str,
+}
+
+# Columns people filter and sort on; FTS covers the text ones.
+BOOK_INDEXES = [["price"], ["rating"], ["category_id"], ["in_stock"], ["title"]]
+FTS_COLUMNS = ["title", "description"]
+
+migrations = Migrations("books_scraper")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db[CATEGORIES].create(
+        {"id": int, "name": str, "slug": str, "url": str}, pk="id", not_null={"name"}
+    )
+    db[CRAWL_RUNS].create(CRAWL_RUN_COLUMNS, pk="id", not_null={"started_at", "status"})
+    db[BOOKS].create(
+        {
+            "id": int,
+            "upc": str,
+            "title": str,
+            "price": float,
+            "price_incl_tax": float,
+            "tax": float,
+            "currency": str,
+            "rating": int,
+            "availability": str,
+            "in_stock": int,
+            "stock_count": int,
+            "category_id": int,
+            "description": str,
+            "product_type": str,
+            "number_of_reviews": int,
+            "image_url": str,
+            "product_url": str,
+            "scraped_at": str,
+        },
+        pk="id",
+        not_null={"upc", "title", "price", "rating", "category_id", "product_url"},
+        foreign_keys=[("category_id", CATEGORIES, "id")],
+    )
+    db[BOOKS].create_index(["upc"], unique=True)
+    db[PRICE_HISTORY].create(
+        {
+            "id": int,
+            "book_id": int,
+            "run_id": int,
+            "price": float,
+            "stock_count": int,
+            "observed_at": str,
+        },
+        pk="id",
+        not_null={"book_id", "price", "observed_at"},
+        foreign_keys=[("book_id", BOOKS, "id"), ("run_id", CRAWL_RUNS, "id")],
+    )
+    db[PRICE_HISTORY].create_index(["book_id", "observed_at"])
+
+
+def open_books_db(path: str) -> Database:
+    """Open (creating if needed) a books database and bring its schema up to date."""
+    db = Database(path)
+    migrations.apply(db)
+    return db
+
+
+def ensure_db_shape(db: Database) -> None:
+    """Full-text search and indexes: idempotent, run once before publication."""
+    if not db[BOOKS].detect_fts():
+        db[BOOKS].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
+    for columns in BOOK_INDEXES:
+        db[BOOKS].create_index(columns, if_not_exists=True)
+    db[PRICE_HISTORY].create_index(["run_id"], if_not_exists=True)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+_CATEGORY_PATH = re.compile(r"/category/books/(?P<slug>[^/]+?)_(?P<id>\d+)/")
+
+
+def category_from_url(name: str, url: str) -> dict[str, Any] | None:
+    """'.../category/books/travel_2/index.html' -> {id: 2, slug: 'travel', name, url}."""
+    match = _CATEGORY_PATH.search(urlparse(url).path)
+    if not match:
+        return None
+    return {"id": int(match["id"]), "name": name, "slug": match["slug"], "url": url}
+
+
+def book_row(record: Mapping[str, Any], category_id: int) -> dict[str, Any]:
+    """A clean book record as stored: the category becomes a foreign key."""
+    row = {k: v for k, v in record.items() if k not in ("category", "category_url")}
+    row["category_id"] = category_id
+    if row.get("in_stock") is not None:
+        row["in_stock"] = int(bool(row["in_stock"]))
+    return row
+
+
+def save_categories(db: Database, categories: Iterable[Mapping[str, Any]]) -> None:
+    db[CATEGORIES].upsert_all(categories, pk="id")
+
+
+def save_books(
+    db: Database, records: Iterable[Mapping[str, Any]], run_id: int | None = None
+) -> int:
+    """Upsert clean book records (with their categories); return the price_history rows added.
+
+    A history row is written when a book first appears or its price or stock count changes, so
+    saving the same records twice adds nothing.
+    """
+    records = list(records)
+    if not records:
+        return 0
+    categories = {}
+    rows = []
+    for record in records:
+        category = category_from_url(record["category"], record["category_url"])
+        if category is None:
+            raise ValueError(f"no category id in {record.get('category_url')!r}")
+        categories[category["id"]] = category
+        rows.append(book_row(record, category["id"]))
+    history = _history_rows(db, rows, run_id)
+    with db.conn:
+        save_categories(db, categories.values())
+        db[BOOKS].upsert_all(rows, pk="id")
+        if history:
+            db[PRICE_HISTORY].insert_all(history)
+    return len(history)
+
+
+def _history_rows(db: Database, rows: list[dict[str, Any]], run_id: int | None) -> list[dict]:
+    ids = [row["id"] for row in rows]
+    placeholders = ", ".join("?" for _ in ids)
+    known = {
+        r["id"]: (r["price"], r["stock_count"])
+        for r in db.query(f"select id, price, stock_count from books where id in ({placeholders})", ids)
+    }
+    return [
+        {
+            "book_id": row["id"],
+            "run_id": run_id,
+            "price": row["price"],
+            "stock_count": row.get("stock_count"),
+            "observed_at": row.get("scraped_at") or utc_now(),
+        }
+        for row in rows
+        if known.get(row["id"]) != (row["price"], row.get("stock_count"))
+    ]
+
+
+def save_crawl_run(db: Database, run: Mapping[str, Any]) -> None:
+    """Insert or update one crawl_runs row (drops given as a dict are stored as JSON)."""
+    row = dict(run)
+    if isinstance(row.get("drops"), dict):
+        row["drops"] = json.dumps(row["drops"], sort_keys=True)
+    db[CRAWL_RUNS].upsert(row, pk="id")
+
+
+def book_count(db: Database) -> int:
+    return db[BOOKS].count if db[BOOKS].exists() else 0
