@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sitebuilder import build_site, sample_books
+from support import FIXTURE_SITE, SiteServer, crawl
+
+
+@dataclass
+class PublishedDatabase:
+    path: Path
+    operations_path: Path
+    source: str  # "fixture-site" (the real site's copy) or "generated"
+
+
+@pytest.fixture(scope="session")
+def published_db(tmp_path_factory: pytest.TempPathFactory) -> PublishedDatabase:
+    """A books database published by a real crawl: of the real site's copy when it is there."""
+    workdir = tmp_path_factory.mktemp("published")
+    if FIXTURE_SITE.is_dir():
+        root, source = FIXTURE_SITE, "fixture-site"
+    else:
+        root, source = build_site(workdir / "site", sample_books()), "generated"
+    db_path = workdir / "books.db"
+    with SiteServer(root) as server:
+        result = crawl(server.url, db_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return PublishedDatabase(db_path, workdir / "operations.db", source)
+
+
+@pytest.fixture
+def published_copy(published_db: PublishedDatabase, tmp_path: Path) -> PublishedDatabase:
+    """A private copy of the published databases, for tests that write."""
+    db = tmp_path / "books.db"
+    shutil.copyfile(published_db.path, db)
+    ops = tmp_path / "operations.db"
+    shutil.copyfile(published_db.operations_path, ops)
+    return PublishedDatabase(db, ops, published_db.source)
