@@ -9,7 +9,7 @@ RATING_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 
 # Byte-order marks and zero-width characters that survive copy-paste into the catalogue.
 _INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"))
-_MONEY = re.compile(r"-?\d[\d,\s\u00a0]*(?:\.\d+)?")
+_MONEY = re.compile(r"\d[\d,\s\u00a0]*(?:\.\d+)?")
 _STOCK_COUNT = re.compile(r"\((\d[\d,]*)\s+available\)")
 
 
@@ -28,11 +28,13 @@ def parse_money(value: str | float | int | None) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    match = _MONEY.search(normalize_text(value) or "")
+    text = normalize_text(value) or ""
+    match = _MONEY.search(text)
     if not match:
         return None
-    digits = re.sub(r"[,\s\u00a0]", "", match.group(0))
-    return round(float(digits), 2)
+    amount = float(re.sub(r"[,\s\u00a0]", "", match.group(0)))
+    negative = "-" in text[: match.start()]  # '-£3.00' as well as '£-3.00'
+    return round(-amount if negative else amount, 2)
 
 
 def parse_rating(value: str | int | None) -> int | None:

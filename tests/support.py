@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,12 +25,14 @@ class SiteServer:
 
     def __init__(self, root: Path) -> None:
         self.faults: dict[str, list[int]] = {}
+        self.delay = 0.0  # seconds before each answer, to slow a crawl down
         self.requests: Counter[str] = Counter()
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests[self.path] += 1
+                time.sleep(server.delay)
                 pending = server.faults.get(self.path)
                 if pending:
                     self.send_error(pending.pop(0))

@@ -1,0 +1,89 @@
+import pytest
+from sqlite_utils import Database
+
+from books_scraper import storage
+
+POETRY = "http://example.test/catalogue/category/books/poetry_23/index.html"
+
+
+def record(book_id: int = 1, price: float = 10.0, stock: int = 3, **extra) -> dict:
+    row = {
+        "id": book_id, "upc": f"upc{book_id}", "title": f"Book {book_id}", "price": price,
+        "price_incl_tax": price, "tax": 0.0, "currency": "GBP", "rating": 4,
+        "availability": f"In stock ({stock} available)", "in_stock": True, "stock_count": stock,
+        "category": "Poetry", "category_url": POETRY, "description": None, "product_type": "Books",
+        "number_of_reviews": 0, "image_url": "http://example.test/i.jpg",
+        "product_url": f"http://example.test/catalogue/b_{book_id}/index.html",
+        "scraped_at": "2026-01-01T00:00:00+00:00",
+    }
+    row.update(extra)
+    return row
+
+
+@pytest.fixture
+def db(tmp_path) -> Database:
+    return storage.open_books_db(str(tmp_path / "books.db"))
+
+
+def test_schema_is_declared_by_migrations(db):
+    assert set(db.table_names()) >= {"books", "categories", "crawl_runs", "price_history"}
+    books = db["books"]
+    assert books.pks == ["id"]
+    assert [(fk.column, fk.other_table) for fk in books.foreign_keys] == [("category_id", "categories")]
+    assert books.columns_dict["price"] is float
+    assert any(index.unique and index.columns == ["upc"] for index in books.indexes)
+    assert [m.name for m in storage.migrations.applied(db)] == ["m001_initial"]
+    assert storage.migrations.pending(db) == []
+
+
+def test_save_books_stores_whole_rows(db):
+    added = storage.save_books(db, [record()], run_id=None)
+    assert added == 1
+    expected = {k: v for k, v in record().items() if k not in ("category", "category_url")}
+    assert db["books"].get(1) == {**expected, "in_stock": 1, "category_id": 23}
+    assert list(db["categories"].rows) == [{"id": 23, "name": "Poetry", "slug": "poetry", "url": POETRY}]
+
+
+def test_saving_twice_adds_no_history_and_no_duplicates(db):
+    storage.save_books(db, [record(1), record(2)])
+    assert storage.save_books(db, [record(1), record(2)]) == 0
+    assert db["books"].count == 2
+    assert db["price_history"].count == 2
+
+
+def test_changed_price_or_stock_adds_one_history_row(db):
+    storage.save_books(db, [record(1), record(2)])
+    assert storage.save_books(db, [record(1, price=12.5), record(2)]) == 1
+    assert storage.save_books(db, [record(1, price=12.5), record(2, stock=0)]) == 1
+    rows = [(r["book_id"], r["price"], r["stock_count"]) for r in db["price_history"].rows_where(order_by="id")]
+    assert rows == [(1, 10.0, 3), (2, 10.0, 3), (1, 12.5, 3), (2, 10.0, 0)]
+
+
+def test_record_without_category_id_is_refused(db):
+    with pytest.raises(ValueError, match="no category id"):
+        storage.save_books(db, [record(category_url="http://example.test/elsewhere")])
+    assert db["books"].count == 0
+
+
+def test_ensure_db_shape_adds_fts_and_indexes_idempotently(db):
+    storage.save_books(db, [record(1, description="A story about whales"), record(2)])
+    storage.ensure_db_shape(db)
+    storage.ensure_db_shape(db)
+    assert db["books"].detect_fts() == "books_fts"
+    assert [r["id"] for r in db["books"].search("whales")] == [1]
+    indexed = {tuple(index.columns) for index in db["books"].indexes}
+    assert {("price",), ("rating",), ("category_id",), ("in_stock",)} <= indexed
+
+
+def test_fts_follows_later_upserts(db):
+    storage.save_books(db, [record(1)])
+    storage.ensure_db_shape(db)
+    storage.save_books(db, [record(1, title="Moby Dick")])
+    assert [r["id"] for r in db["books"].search("moby")] == [1]
+
+
+def test_category_from_url():
+    assert storage.category_from_url("Travel", "http://x/catalogue/category/books/travel_2/index.html") == {
+        "id": 2, "name": "Travel", "slug": "travel", "url": "http://x/catalogue/category/books/travel_2/index.html"
+    }
+    assert storage.category_from_url("Books", "http://x/catalogue/category/books_1/index.html") is None
