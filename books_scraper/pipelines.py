@@ -127,7 +127,7 @@ class StorePipeline:
         self.stats.set_value("books/run_id", self.run_id)
 
     def process_item(self, item: Any) -> Any:
-        self.buffer.append(ItemAdapter(item).asdict())
+        self.buffer.append(dict(ItemAdapter(item).items()))  # flat record: no recursive asdict()
         if len(self.buffer) >= self.batch_size:
             self.flush()
         return item

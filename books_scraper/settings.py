@@ -24,6 +24,9 @@ ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS = 8
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 30
+# A page yields at most ~21 objects and the pipelines are synchronous: Scrapy's default of 100
+# parallel item slots only adds 100 asyncio tasks per response.
+CONCURRENT_ITEMS = 16
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.5
 AUTOTHROTTLE_MAX_DELAY = 10

@@ -148,7 +148,8 @@ def sample_books(count: int = 45) -> list[Book]:
                 description=None if number % 20 == 0 else f"Description of book {number}.",
             )
         )
-    books[1].title = "Café & \"Quotes\" — l'été"
-    books[2].price = "Â£1,234.50"
-    books[3].category, books[3].category_id = "Erotica", 50  # a one-book category
+    if count >= 4:
+        books[1].title = "Café & \"Quotes\" — l'été"
+        books[2].price = "Â£1,234.50"
+        books[3].category, books[3].category_id = "Erotica", 50  # a one-book category
     return books

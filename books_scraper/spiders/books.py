@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
-from typing import Any
-
 import scrapy
+from lxml import etree
+from lxml.etree import XPath
 from scrapy.http import Response
 from twisted.python.failure import Failure
 
@@ -54,28 +54,45 @@ def parse_result_count(response: Response) -> int | None:
     return int(match.group(1).replace(",", "")) if match else None
 
 
+# Product pages are most of the crawl, so their queries are compiled once and run on the lxml tree
+# that Scrapy already parsed: this halves extraction time against per-call parsel queries (bench/).
+_PRODUCT = XPath("//article[contains(@class, 'product_page')]")
+_MAIN = XPath("div/div[contains(@class, 'product_main')]")
+_TITLE = XPath("string(h1)")
+_PRICE = XPath("string(p[contains(@class, 'price_color')])")
+_RATING = XPath("string(p[contains(@class, 'star-rating')]/@class)")
+_AVAILABILITY = XPath("string(p[contains(@class, 'availability')])")
+_IMAGE = XPath("string(div//div[@id='product_gallery']//img/@src)")
+_DESCRIPTION = XPath("div[@id='product_description']/following-sibling::p[1]/text()")
+_TABLE_ROWS = XPath("table[contains(@class, 'table-striped')]//tr")
+_CRUMBS = XPath("//ul[contains(@class, 'breadcrumb')]/li/a")
+
+
 def parse_book_page(response: Response) -> BookItem:
     """Everything the product page says about one book, as raw text; the pipelines clean it."""
-    main = response.css("div.product_main")
-    table = product_table(response)
-    crumbs = response.css("ul.breadcrumb li a")
-    category = crumbs[-1] if len(crumbs) >= 3 else None
-    image = response.css("#product_gallery img::attr(src)").get()
+    articles = _PRODUCT(response.selector.root)
+    article = articles[0] if articles else etree.Element("article")
+    mains = _MAIN(article)
+    main = mains[0] if mains else etree.Element("div")
+    table = product_table(article)
+    crumbs = _CRUMBS(response.selector.root)
+    category = crumbs[2] if len(crumbs) >= 3 else None  # Home > Books > Category
+    image = _IMAGE(article)
+    descriptions = _DESCRIPTION(article)
     id_match = _PRODUCT_ID.search(response.url)
     return BookItem(
         id=int(id_match.group(1)) if id_match else None,
         upc=table.get("UPC"),
-        title=main.css("h1::text").get(),
-        price=table.get("Price (excl. tax)") or main.css("p.price_color::text").get(),
+        title=_TITLE(main) or None,
+        price=table.get("Price (excl. tax)") or _PRICE(main) or None,
         price_incl_tax=table.get("Price (incl. tax)"),
         tax=table.get("Tax"),
         currency="GBP",
-        rating=main.css("p.star-rating::attr(class)").get(),
-        availability=table.get("Availability")
-        or " ".join(main.css("p.availability ::text").getall()),
-        category=category.css("::text").get() if category else None,
-        category_url=response.urljoin(category.attrib["href"]) if category else None,
-        description=response.css("#product_description + p::text").get(),
+        rating=_RATING(main) or None,
+        availability=table.get("Availability") or _AVAILABILITY(main) or None,
+        category=category.text if category is not None else None,
+        category_url=response.urljoin(category.get("href")) if category is not None else None,
+        description=str(descriptions[0]) if descriptions else None,
         product_type=table.get("Product Type"),
         number_of_reviews=table.get("Number of reviews"),
         image_url=response.urljoin(image) if image else None,
@@ -84,9 +101,11 @@ def parse_book_page(response: Response) -> BookItem:
     )
 
 
-def product_table(response: Response) -> dict[str, Any]:
+def product_table(article: etree._Element) -> dict[str, str]:
     """The 'Product Information' table as {header: cell text}."""
-    return {
-        row.css("th::text").get("").strip(): row.css("td::text").get()
-        for row in response.css("table.table-striped tr")
-    }
+    table = {}
+    for row in _TABLE_ROWS(article):
+        header, cell = row.find("th"), row.find("td")
+        if header is not None and cell is not None:
+            table[" ".join(header.text_content().split())] = cell.text_content()
+    return table
