@@ -6,6 +6,8 @@ abandoned); the books database keeps only the runs that built it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlite_utils import Database, Migrations
 
 from books_scraper.storage import CRAWL_RUN_COLUMNS, CRAWL_RUNS, save_crawl_run, utc_now
@@ -41,3 +43,53 @@ def start_run(db: Database, start_url: str) -> int:
 def record_run(db: Database, run: dict) -> None:
     with db.conn:
         save_crawl_run(db, run)
+
+
+PREDICTIONS = "predictions"
+
+
+@migrations()
+def m002_predictions(db: Database) -> None:
+    # Model outputs posted through the API; ratings are compared with the books database's.
+    db[PREDICTIONS].create(
+        {
+            "id": int,
+            "batch_id": str,
+            "model": str,
+            "book_id": int,
+            "predicted_rating": float,
+            "actor": str,
+            "created_at": str,
+        },
+        pk="id",
+        not_null={"batch_id", "model", "book_id", "predicted_rating", "created_at"},
+    )
+    db[PREDICTIONS].create_index(["model", "batch_id"])
+    db[PREDICTIONS].create_index(["batch_id"])
+    db[PREDICTIONS].create_index(["book_id"])
+
+
+def save_predictions(
+    db: Database,
+    predictions: list[dict[str, Any]],
+    *,
+    model: str,
+    batch_id: str,
+    actor: str | None,
+) -> int:
+    """Store one validated batch in a single transaction; return the rows written."""
+    created_at = utc_now()
+    rows = [
+        {
+            "batch_id": batch_id,
+            "model": model,
+            "book_id": p["id"],
+            "predicted_rating": float(p["predicted_rating"]),
+            "actor": actor,
+            "created_at": created_at,
+        }
+        for p in predictions
+    ]
+    with db.atomic():
+        db[PREDICTIONS].insert_all(rows)
+    return len(rows)
