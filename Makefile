@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup crawl test bench clean
+.PHONY: setup crawl serve run test bench clean
 
 $(BIN)/scrapy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,12 @@ setup: $(BIN)/scrapy
 
 crawl: setup
 	$(BIN)/scrapy crawl books
+
+# Serve on 127.0.0.1:8001 (BOOKS_HOST / BOOKS_PORT override), crawling first if there is no database.
+serve: setup
+	$(BIN)/python -m books_scraper.serve
+
+run: setup serve
 
 test: setup
 	$(BIN)/python -m pytest -q
