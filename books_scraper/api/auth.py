@@ -1,0 +1,126 @@
+"""Roles, password hashes and JWTs for the API (no Datasette import).
+
+Password hashes are `pbkdf2_sha256$<iterations>$<salt>$<hash>` (base64); make one with
+`python -m books_scraper.api.auth` and put it in the environment, never in the repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jwt
+
+# What each API action needs; an actor's roles come from its token (static or JWT).
+ACTION_ROLES = {
+    "books-api-predict": frozenset({"ml", "admin"}),
+    "books-api-crawl": frozenset({"admin"}),  # the scraping trigger, a later issue
+}
+
+ALGORITHM = "HS256"
+ISSUER = "books-api"
+MIN_SECRET_BYTES = 32
+PBKDF2_ITERATIONS = 600_000
+
+
+def actor_roles(actor: Mapping[str, Any] | None) -> frozenset[str]:
+    roles = (actor or {}).get("roles") or ()
+    if isinstance(roles, str):
+        roles = [roles]
+    return frozenset(role for role in roles if isinstance(role, str))
+
+
+def action_allowed(actor: Mapping[str, Any] | None, action: str) -> bool | None:
+    """True/False for the API's own actions, None (no opinion) for any other Datasette action."""
+    needed = ACTION_ROLES.get(action)
+    if needed is None:
+        return None
+    return bool(actor_roles(actor) & needed)
+
+
+def hash_password(password: str, iterations: int = PBKDF2_ITERATIONS, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return "$".join(
+        ["pbkdf2_sha256", str(iterations), base64.b64encode(salt).decode(), base64.b64encode(digest).decode()]
+    )
+
+
+def verify_password(password: str, encoded: str | None) -> bool:
+    """Constant-time check; False for a malformed or missing hash."""
+    try:
+        scheme, iterations, salt, expected = (encoded or "").split("$")
+        if scheme != "pbkdf2_sha256":
+            return False
+        digest = hashlib.pbkdf2_hmac(
+            "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+        )
+        return hmac.compare_digest(digest, base64.b64decode(expected))
+    except (ValueError, TypeError):
+        return False
+
+
+def find_user(users: Iterable[Mapping[str, Any]], username: str, password: str) -> dict | None:
+    """The configured user with this name and password, checking a hash even for unknown names."""
+    users = [user for user in users if isinstance(user, Mapping) and user.get("password_hash")]
+    match = next((user for user in users if user.get("username") == username), None)
+    if match is None:
+        # Spend the same time as a real check so unknown names cannot be told apart.
+        if users:
+            verify_password(password, users[0]["password_hash"])
+        return None
+    return dict(match) if verify_password(password, match["password_hash"]) else None
+
+
+def usable_secret(secret: str | None) -> bool:
+    return bool(secret) and len(secret.encode()) >= MIN_SECRET_BYTES
+
+
+def issue_token(
+    secret: str, *, subject: str, roles: Iterable[str], kind: str, ttl: int, now: float | None = None
+) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {
+        "iss": ISSUER,
+        "sub": subject,
+        "roles": sorted(roles),
+        "type": kind,
+        "iat": issued,
+        "exp": issued + ttl,
+        "jti": secrets.token_hex(8),
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def read_token(secret: str | None, token: str, kind: str) -> dict | None:
+    """The claims of a valid, unexpired token of this kind; None for anything wrong."""
+    if not usable_secret(secret):
+        return None
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "type"]},
+        )
+    except jwt.PyJWTError:
+        return None
+    return claims if claims.get("type") == kind else None
+
+
+def main() -> None:
+    password = getpass.getpass("Password: ")
+    if password != getpass.getpass("Again: "):
+        raise SystemExit("the passwords differ")
+    print(hash_password(password))
+
+
+if __name__ == "__main__":
+    main()

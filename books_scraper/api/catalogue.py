@@ -1,0 +1,104 @@
+"""Book queries: one SELECT shape for every book response and the WHERE clauses the filters build.
+
+Filters and sorts touch only indexed columns (price, rating, category_id, in_stock, title) or the FTS
+table, so lists stay cheap whatever the catalogue's size.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+BOOK_FIELDS = [
+    "id", "upc", "title", "price", "price_incl_tax", "tax", "currency", "rating", "availability",
+    "in_stock", "stock_count", "category_id", "description", "product_type", "number_of_reviews",
+    "image_url", "product_url", "scraped_at",
+]
+BOOK_SELECT = (
+    "select "
+    + ", ".join(f"b.{name}" for name in BOOK_FIELDS)
+    + ", c.name as category, c.slug as category_slug"
+    + " from books b join categories c on c.id = b.category_id"
+)
+SORTS = {"id": "b.id", "price": "b.price", "rating": "b.rating", "title": "b.title"}
+SORT_CHOICES = [prefix + name for name in SORTS for prefix in ("", "-")]
+
+
+@dataclass(frozen=True)
+class BookFilters:
+    category: str | None = None  # exact name or slug, any case
+    category_like: str | None = None  # partial name, any case
+    title_like: str | None = None  # partial title, any case
+    min_price: float | None = None
+    max_price: float | None = None
+    min_rating: int | None = None
+    in_stock: bool | None = None
+    q: str | None = None  # full-text, already an FTS5 query
+
+
+def where_clause(filters: BookFilters) -> tuple[str, dict]:
+    conditions: list[str] = []
+    params: dict = {}
+    if filters.category is not None:
+        conditions.append(
+            "b.category_id in (select id from categories"
+            " where name = :category collate nocase or slug = :category collate nocase)"
+        )
+        params["category"] = filters.category
+    if filters.category_like is not None:
+        conditions.append(
+            "b.category_id in (select id from categories where name like :category_like escape '\\')"
+        )
+        params["category_like"] = like_pattern(filters.category_like)
+    if filters.title_like is not None:
+        conditions.append("b.title like :title_like escape '\\'")
+        params["title_like"] = like_pattern(filters.title_like)
+    if filters.min_price is not None:
+        conditions.append("b.price >= :min_price")
+        params["min_price"] = filters.min_price
+    if filters.max_price is not None:
+        conditions.append("b.price <= :max_price")
+        params["max_price"] = filters.max_price
+    if filters.min_rating is not None:
+        conditions.append("b.rating >= :min_rating")
+        params["min_rating"] = filters.min_rating
+    if filters.in_stock is not None:
+        conditions.append("b.in_stock = :in_stock")
+        params["in_stock"] = int(filters.in_stock)
+    if filters.q is not None:
+        conditions.append("b.id in (select rowid from books_fts where books_fts match :q)")
+        params["q"] = filters.q
+    return (" where " + " and ".join(conditions)) if conditions else "", params
+
+
+def order_clause(sort: str) -> str:
+    """'-price' -> order by b.price desc, b.id: the id makes pages stable."""
+    column = SORTS[sort.lstrip("-")]
+    direction = "desc" if sort.startswith("-") else "asc"
+    return f" order by {column} {direction}, b.id {direction}"
+
+
+def list_query(filters: BookFilters, sort: str, limit: int, offset: int) -> tuple[str, str, dict]:
+    """(page SQL, count SQL, params) for a filtered, sorted page of books."""
+    where, params = where_clause(filters)
+    page_sql = f"{BOOK_SELECT}{where}{order_clause(sort)} limit :limit offset :offset"
+    count_sql = f"select count(*) from books b{where}"
+    return page_sql, count_sql, {**params, "limit": limit, "offset": offset}
+
+
+def like_pattern(text: str) -> str:
+    """A case-insensitive 'contains' pattern with LIKE's wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def fts_query(text: str) -> str | None:
+    """Words of free text as an FTS5 query matching all of them; None when there are no words."""
+    words = re.findall(r"\w+", text)
+    return " ".join(f'"{word}"' for word in words) or None
+
+
+def book_json(row) -> dict:
+    book = dict(row)
+    book["in_stock"] = bool(book["in_stock"]) if book["in_stock"] is not None else None
+    return book

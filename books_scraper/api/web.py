@@ -1,0 +1,140 @@
+"""What every /api/v1 view shares: the JSON envelope, method dispatch, pagination links, request
+bodies with a size limit, the plugin configuration and the databases it names."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from datasette.utils.asgi import Response
+
+from books_scraper.api.errors import ApiError
+from books_scraper.api.params import Page
+
+API_PREFIX = "/api/v1"
+PLUGIN = "books-api"
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(data, default=str),
+        status=status,
+        headers=headers,
+        content_type="application/json; charset=utf-8",
+    )
+
+
+def error_response(error: ApiError) -> Response:
+    body = {"ok": False, "status": error.status, "error": error.message, "error_code": error.code}
+    if error.details:
+        body["details"] = error.details
+    return json_response(body, error.status, error.headers)
+
+
+def api_route(**handlers: Handler) -> Callable:
+    """One view per path: dispatch on the method, 405 for the others, ApiError -> envelope."""
+    methods = {method.upper(): handler for method, handler in handlers.items()}
+    allow = ", ".join(methods)
+
+    async def view(request, datasette):
+        handler = methods.get(request.method)
+        try:
+            if handler is None:
+                raise ApiError(
+                    405, f"{request.method} is not allowed here; use {allow}",
+                    "method_not_allowed", headers={"Allow": allow},
+                )
+            return await handler(request, datasette)
+        except ApiError as error:
+            return error_response(error)
+
+    view.methods = tuple(methods)  # read by the OpenAPI test
+    return view
+
+
+def page_body(request, datasette, key: str, rows: list, total: int, page: Page) -> dict:
+    """The list envelope every paginated route answers with."""
+    next_url = None
+    if page.offset + len(rows) < total:
+        query = [(k, v) for k, v in parse_qsl(request.query_string) if k not in ("limit", "offset")]
+        query += [("limit", str(page.limit)), ("offset", str(page.offset + page.limit))]
+        next_url = datasette.absolute_url(request, f"{request.path}?{urlencode(query)}")
+    return {key: rows, "total": total, "limit": page.limit, "offset": page.offset, "next": next_url}
+
+
+async def read_json(request, max_bytes: int) -> Any:
+    """The request body as JSON; 413 past max_bytes without reading further, 400 if not JSON."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    body = b""
+    more = True
+    while more:
+        message = await request.receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > max_bytes:
+            raise _too_large(max_bytes)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON", "invalid_json") from None
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, f"the request body is larger than {max_bytes} bytes", "payload_too_large")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    books_database: str = "books"
+    operations_database: str = "operations"
+    jwt_secret: str | None = None
+    access_token_ttl: int = 15 * 60
+    refresh_token_ttl: int = 7 * 24 * 60 * 60
+    users: tuple = ()
+    max_prediction_rows: int = 10_000
+    max_body_bytes: int = 2_000_000
+
+
+def api_config(datasette) -> ApiConfig:
+    """The `books-api` plugin block of metadata.yml, with $env secrets resolved, over defaults."""
+    raw = datasette.plugin_config(PLUGIN) or {}
+    known = {f.name for f in fields(ApiConfig)}
+    values = {k: v for k, v in raw.items() if k in known and v is not None}
+    if "users" in values:
+        values["users"] = tuple(values["users"])
+    return ApiConfig(**values)
+
+
+def books_database(datasette):
+    return _database(datasette, api_config(datasette).books_database)
+
+
+def operations_database(datasette):
+    return _database(datasette, api_config(datasette).operations_database)
+
+
+def _database(datasette, name: str):
+    try:
+        return datasette.get_database(name)
+    except KeyError:
+        raise ApiError(503, f"the {name!r} database is not served", "database_unavailable") from None
+
+
+async def require_permission(datasette, request, action: str) -> dict:
+    """The request's actor if it may do `action`: 401 without valid credentials, 403 without the role."""
+    actor = request.actor
+    if not actor:
+        raise ApiError(
+            401, "authentication required: send Authorization: Bearer <token>", "unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="books-api"'},
+        )
+    if not await datasette.permission_allowed(actor, action, default=False):
+        raise ApiError(403, f"this actor may not {action}", "forbidden", action=action)
+    return actor

@@ -1,0 +1,124 @@
+"""Who is calling: JWT access tokens (login/refresh here), static tokens (datasette-auth-tokens),
+and which roles each API action needs."""
+
+import logging
+
+from datasette import hookimpl
+
+from books_scraper.api import auth
+from books_scraper.api.errors import ApiError
+from books_scraper.api.web import api_config, api_route, json_response, read_json
+
+logger = logging.getLogger(__name__)
+LOGIN_BODY_BYTES = 4096
+
+
+@hookimpl
+def register_routes():
+    return [
+        (r"^/api/v1/auth/login$", api_route(post=login)),
+        (r"^/api/v1/auth/refresh$", api_route(post=refresh)),
+    ]
+
+
+@hookimpl
+def actor_from_request(datasette, request):
+    authorization = request.headers.get("authorization") or ""
+    if not authorization.startswith("Bearer ") or authorization.count(".") != 2:
+        return None  # not a JWT: static tokens are datasette-auth-tokens' job
+    claims = auth.read_token(api_config(datasette).jwt_secret, authorization[7:], "access")
+    if claims is None:
+        return None
+    return {"id": claims["sub"], "roles": claims.get("roles") or [], "auth": "jwt"}
+
+
+@hookimpl
+def permission_allowed(actor, action):
+    return auth.action_allowed(actor, action)
+
+
+@hookimpl
+def startup(datasette):
+    drop_unset_static_tokens(datasette)
+
+
+def drop_unset_static_tokens(datasette):
+    """datasette-auth-tokens 0.3 crashes (500) on every Bearer request if a token's $env is unset:
+    disable those entries, with a warning naming the variable."""
+    local = getattr(datasette, "_metadata_local", None) or {}
+    config = (local.get("plugins") or {}).get("datasette-auth-tokens")
+    if not isinstance(config, dict) or not isinstance(config.get("tokens"), list):
+        return
+    resolved = (datasette.plugin_config("datasette-auth-tokens") or {}).get("tokens") or []
+    kept = []
+    for raw, token in zip(config["tokens"], resolved):
+        if isinstance(token, dict) and isinstance(token.get("token"), str) and token["token"]:
+            kept.append(raw)
+        else:
+            source = raw.get("token") if isinstance(raw, dict) else None
+            logger.warning("static API token %s disabled: its secret is not set", source)
+    config["tokens"] = kept
+
+
+async def login(request, datasette):
+    config = api_config(datasette)
+    if not auth.usable_secret(config.jwt_secret):
+        raise ApiError(503, "login is not configured (BOOKS_JWT_SECRET)", "login_unavailable")
+    body = await read_json(request, LOGIN_BODY_BYTES)
+    username = body.get("username") if isinstance(body, dict) else None
+    password = body.get("password") if isinstance(body, dict) else None
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise ApiError(422, "send {\"username\": ..., \"password\": ...}", "invalid_credentials_body")
+    user = auth.find_user(config.users, username, password)
+    if user is None:
+        raise ApiError(401, "wrong username or password", "invalid_credentials")
+    roles = auth.actor_roles(user)
+    return json_response(
+        {
+            "access_token": auth.issue_token(
+                config.jwt_secret, subject=username, roles=roles, kind="access",
+                ttl=config.access_token_ttl,
+            ),
+            "refresh_token": auth.issue_token(
+                config.jwt_secret, subject=username, roles=roles, kind="refresh",
+                ttl=config.refresh_token_ttl,
+            ),
+            "token_type": "Bearer",
+            "expires_in": config.access_token_ttl,
+            "refresh_expires_in": config.refresh_token_ttl,
+            "roles": sorted(roles),
+        }
+    )
+
+
+async def refresh(request, datasette):
+    config = api_config(datasette)
+    if not auth.usable_secret(config.jwt_secret):
+        raise ApiError(503, "login is not configured (BOOKS_JWT_SECRET)", "login_unavailable")
+    body = await read_json(request, LOGIN_BODY_BYTES)
+    token = body.get("refresh_token") if isinstance(body, dict) else None
+    if not isinstance(token, str):
+        raise ApiError(422, "send {\"refresh_token\": ...}", "invalid_refresh_body")
+    claims = auth.read_token(config.jwt_secret, token, "refresh")
+    # Roles come from today's configuration: a removed user cannot refresh.
+    user = next(
+        (u for u in config.users if claims and u.get("username") == claims["sub"] and u.get("password_hash")),
+        None,
+    )
+    if user is None:
+        raise ApiError(
+            401, "the refresh token is invalid or expired", "invalid_token",
+            headers={"WWW-Authenticate": 'Bearer realm="books-api", error="invalid_token"'},
+        )
+    roles = auth.actor_roles(user)
+    return json_response(
+        {
+            "access_token": auth.issue_token(
+                config.jwt_secret, subject=claims["sub"], roles=roles, kind="access",
+                ttl=config.access_token_ttl,
+            ),
+            "token_type": "Bearer",
+            "expires_in": config.access_token_ttl,
+            "roles": sorted(roles),
+        }
+    )

@@ -1,0 +1,34 @@
+"""/api/v1 answers JSON even for paths and failures no API view handled; JSON POSTs skip CSRF."""
+
+import logging
+
+from datasette import hookimpl
+from datasette.utils.asgi import NotFound
+
+from books_scraper.api.errors import ApiError
+from books_scraper.api.web import API_PREFIX, error_response
+
+logger = logging.getLogger(__name__)
+
+
+def is_api_path(path: str) -> bool:
+    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+
+
+@hookimpl
+def handle_exception(datasette, request, exception):
+    if not is_api_path(request.path):
+        return None
+    if isinstance(exception, NotFound):
+        return error_response(ApiError(404, f"no API route at {request.path}", "not_found"))
+    logger.error("unhandled error on %s %s", request.method, request.path, exc_info=exception)
+    return error_response(ApiError(500, "internal error", "internal_error"))
+
+
+@hookimpl
+def skip_csrf(datasette, scope):
+    # API clients authenticate with headers, not cookies; a cross-site form cannot send JSON.
+    if scope["type"] != "http" or not is_api_path(scope["path"]):
+        return False
+    headers = dict(scope.get("headers") or [])
+    return headers.get(b"content-type", b"").split(b";")[0].strip() == b"application/json"
