@@ -1,0 +1,107 @@
+"""Shared set-up for the /api/v1 tests: the real plugins and metadata.yml's API config, test secrets.
+
+plugins_dir modules register once per session in Datasette's plugin manager; every test builds its own
+Datasette, so only the configuration (metadata and environment) changes between tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+from datasette.app import Datasette
+
+from books_scraper.api.auth import hash_password
+
+PROJECT = Path(__file__).resolve().parents[1]
+PLUGINS = PROJECT / "plugins"
+METADATA = PROJECT / "metadata.yml"
+
+PASSWORDS = {"admin": "admin-pass-1", "scientist": "scientist-pass-1", "viewer": "viewer-pass-1"}
+TOKENS = {"ml": "ml-static-token-0123456789", "admin": "admin-static-token-0123456789",
+          "viewer": "viewer-static-token-0123456789"}
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123456789"
+# Few iterations: the hashes are test-only and the format carries its own count.
+ENV = {
+    "BOOKS_JWT_SECRET": JWT_SECRET,
+    "BOOKS_API_TOKEN_ML": TOKENS["ml"],
+    "BOOKS_API_TOKEN_ADMIN": TOKENS["admin"],
+    "BOOKS_API_TEST_VIEWER_TOKEN": TOKENS["viewer"],
+    "BOOKS_API_ADMIN_PASSWORD_HASH": hash_password(PASSWORDS["admin"], iterations=1000),
+    "BOOKS_API_SCIENTIST_PASSWORD_HASH": hash_password(PASSWORDS["scientist"], iterations=1000),
+    "BOOKS_API_TEST_VIEWER_PASSWORD_HASH": hash_password(PASSWORDS["viewer"], iterations=1000),
+}
+
+
+def api_metadata() -> dict:
+    """metadata.yml's own API blocks, plus a role-less 'viewer' user and token for 403 cases."""
+    plugins = yaml.safe_load(METADATA.read_text())["plugins"]
+    api = copy.deepcopy(plugins["books-api"])
+    api["users"].append(
+        {"username": "viewer", "password_hash": {"$env": "BOOKS_API_TEST_VIEWER_PASSWORD_HASH"}, "roles": []}
+    )
+    tokens = copy.deepcopy(plugins["datasette-auth-tokens"])
+    tokens["tokens"].append(
+        {"token": {"$env": "BOOKS_API_TEST_VIEWER_TOKEN"}, "actor": {"id": "viewer-service", "roles": []}}
+    )
+    return {"plugins": {"books-api": api, "datasette-auth-tokens": tokens}}
+
+
+def make_datasette(published, metadata: dict | None = None) -> Datasette:
+    return Datasette(
+        files=[str(published.operations_path)],
+        immutables=[str(published.path)],
+        metadata=metadata or api_metadata(),
+        plugins_dir=str(PLUGINS),
+    )
+
+
+def query(path: Path, sql: str, params=()) -> list[dict]:
+    """Independent read of a database file, for expected figures."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def value(path: Path, sql: str, params=()):
+    return next(iter(query(path, sql, params)[0].values()))
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """The one envelope: JSON, never HTML, with the status repeated in the body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["ok"] is False and body["status"] == status and body["error"]
+    if code is not None:
+        assert body["error_code"] == code, body
+    return body
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def api_env(monkeypatch):
+    for name, secret in ENV.items():
+        monkeypatch.setenv(name, secret)
+    return ENV
+
+
+@pytest.fixture
+def api(published_db, api_env) -> Datasette:
+    """Datasette over the session's published databases (read-only tests)."""
+    return make_datasette(published_db)
+
+
+@pytest.fixture
+def writable_api(published_copy, api_env) -> tuple[Datasette, object]:
+    """Datasette over a private copy, for tests that post predictions."""
+    return make_datasette(published_copy), published_copy

@@ -1,0 +1,165 @@
+"""/api/v1/books*, /api/v1/categories: shapes, figures equal to the database's, bad input as JSON 4xx."""
+
+from __future__ import annotations
+
+import pytest
+from api_support import api, api_env, assert_error, query, value  # noqa: F401 (fixtures)
+
+from books_scraper.api.catalogue import BOOK_FIELDS
+
+BOOK_KEYS = set(BOOK_FIELDS) | {"category", "category_slug"}
+
+
+async def get_json(api, path):
+    response = await api.client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    return response.json()
+
+
+async def test_list_pages_through_every_book_once(api, published_db):
+    seen = []
+    url = "/api/v1/books?limit=300"
+    while url:
+        page = await get_json(api, url.replace("http://localhost", ""))
+        assert set(page) == {"books", "total", "limit", "offset", "next"}
+        assert all(set(book) == BOOK_KEYS for book in page["books"])
+        seen += [book["id"] for book in page["books"]]
+        url = page["next"]
+    expected = [r["id"] for r in query(published_db.path, "select id from books order by id")]
+    assert seen == expected
+    assert page["total"] == len(expected)
+
+
+async def test_list_filters_and_sort_match_sql(api, published_db):
+    category = query(
+        published_db.path,
+        "select c.name from categories c join books b on b.category_id = c.id"
+        " group by c.id order by count(*) desc limit 1",
+    )[0]["name"]
+    page = await get_json(
+        api,
+        f"/api/v1/books?category={category.upper()}&min_price=20&max_price=50&min_rating=3"
+        "&in_stock=true&sort=-price&limit=1000",
+    )
+    expected = query(
+        published_db.path,
+        "select b.id from books b join categories c on c.id = b.category_id where c.name = ?"
+        " and price between 20 and 50 and rating >= 3 and in_stock = 1 order by price desc, b.id desc",
+        [category],
+    )
+    assert [b["id"] for b in page["books"]] == [r["id"] for r in expected]
+    assert page["total"] == len(expected) > 0
+    assert all(b["category"] == category for b in page["books"])
+
+
+async def test_full_text_query_matches_fts(api, published_db):
+    page = await get_json(api, "/api/v1/books?q=love&limit=1000&sort=id")
+    expected = query(
+        published_db.path,
+        "select rowid as id from books_fts where books_fts match 'love' order by rowid",
+    )
+    assert [b["id"] for b in page["books"]] == [r["id"] for r in expected]
+    assert page["total"] > 0
+
+
+async def test_one_book_has_every_field_and_its_category(api, published_db):
+    book_id = value(published_db.path, "select max(id) from books")
+    book = await get_json(api, f"/api/v1/books/{book_id}")
+    row = query(published_db.path, "select * from books where id = ?", [book_id])[0]
+    category = query(published_db.path, "select * from categories where id = ?", [row["category_id"]])[0]
+    assert book == {**row, "in_stock": bool(row["in_stock"]), "category": category["name"],
+                    "category_slug": category["slug"]}
+
+
+async def test_search_is_case_insensitive_and_partial(api, published_db):
+    page = await get_json(api, "/api/v1/books/search?title=THE&category=fic&limit=1000")
+    expected = query(
+        published_db.path,
+        "select b.id from books b join categories c on c.id = b.category_id"
+        " where lower(b.title) like '%the%' and lower(c.name) like '%fic%'",
+    )
+    assert sorted(b["id"] for b in page["books"]) == sorted(r["id"] for r in expected)
+    assert page["total"] == len(expected) > 0
+    title_only = await get_json(api, "/api/v1/books/search?title=sapiens")
+    assert title_only["total"] == value(
+        published_db.path, "select count(*) from books where lower(title) like '%sapiens%'"
+    )
+
+
+async def test_search_takes_like_wildcards_literally(api):
+    page = await get_json(api, "/api/v1/books/search?title=%25%25%25")
+    assert page["total"] == 0
+
+
+async def test_top_rated(api, published_db):
+    page = await get_json(api, "/api/v1/books/top-rated?limit=5")
+    assert page["limit"] == 5 and len(page["books"]) == 5
+    best = value(published_db.path, "select max(rating) from books")
+    assert [b["rating"] for b in page["books"]] == [best] * 5
+    assert page["total"] == value(published_db.path, "select count(*) from books")
+
+
+async def test_price_range(api, published_db):
+    page = await get_json(api, "/api/v1/books/price-range?min=10.5&max=20&limit=1000")
+    expected = query(
+        published_db.path, "select id from books where price between 10.5 and 20 order by price, id"
+    )
+    assert [b["id"] for b in page["books"]] == [r["id"] for r in expected]
+    assert all(10.5 <= b["price"] <= 20 for b in page["books"])
+
+
+async def test_categories_with_book_counts(api, published_db):
+    page = await get_json(api, "/api/v1/categories")
+    expected = query(
+        published_db.path,
+        "select c.id, c.name, c.slug, c.url, count(b.id) as book_count from categories c"
+        " left join books b on b.category_id = c.id group by c.id order by c.name",
+    )
+    assert page["categories"] == expected
+    assert page["total"] == len(expected) and page["next"] is None
+
+
+@pytest.mark.parametrize(
+    "path,status,code",
+    [
+        ("/api/v1/books?limit=0", 400, "bad_parameter"),
+        ("/api/v1/books?limit=abc", 400, "bad_parameter"),
+        ("/api/v1/books?limit=100000", 400, "bad_parameter"),
+        ("/api/v1/books?offset=-1", 400, "bad_parameter"),
+        ("/api/v1/books?min_price=cheap", 400, "bad_parameter"),
+        ("/api/v1/books?min_price=nan", 400, "bad_parameter"),
+        ("/api/v1/books?min_price=30&max_price=10", 400, "bad_range"),
+        ("/api/v1/books?min_rating=6", 400, "bad_parameter"),
+        ("/api/v1/books?in_stock=maybe", 400, "bad_parameter"),
+        ("/api/v1/books?sort=upc", 400, "bad_parameter"),
+        ("/api/v1/books?q=%22%28*", 400, "bad_parameter"),
+        ("/api/v1/books/999999999", 404, "book_not_found"),
+        ("/api/v1/books/99999999999999999999999", 404, "not_found"),
+        ("/api/v1/books/abc", 404, "not_found"),
+        ("/api/v1/books/search", 400, "bad_parameter"),
+        ("/api/v1/books/search?title=" + "x" * 300, 400, "bad_parameter"),
+        ("/api/v1/books/top-rated?limit=-3", 400, "bad_parameter"),
+        ("/api/v1/books/price-range?min=20&max=10", 400, "bad_range"),
+        ("/api/v1/books/price-range?min=abc", 400, "bad_parameter"),
+        ("/api/v1/books/price-range?max=1e999", 400, "bad_parameter"),
+        ("/api/v1/categories?limit=x", 400, "bad_parameter"),
+        ("/api/v1/nothing-here", 404, "not_found"),
+        ("/api/v1/books.json", 404, "not_found"),
+    ],
+)
+async def test_bad_input_is_a_json_error(api, path, status, code):
+    assert_error(await api.client.get(path), status, code)
+
+
+@pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
+async def test_wrong_method_is_json_405_with_allow(api, method):
+    response = await getattr(api.client, method)("/api/v1/books")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
+
+
+async def test_search_route_is_not_taken_for_an_id(api):
+    assert "books" in await get_json(api, "/api/v1/books/search?title=a")
+    assert "books" in await get_json(api, "/api/v1/books/top-rated")
+    assert "books" in await get_json(api, "/api/v1/books/price-range?min=1")

@@ -1,0 +1,110 @@
+"""/api/v1/ml/features and /api/v1/ml/training-data: rows equal to the database's, CSV/NDJSON, splits."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from api_support import api, api_env, assert_error, query  # noqa: F401
+
+from books_scraper.api.training import TRAINING_COLUMNS
+
+FEATURES_SQL = (
+    "select id, price, rating, in_stock as available, stock_count, category_id as category_code"
+    " from books order by id"
+)
+TRAINING_SQL = "select b.*, c.name as category from books b join categories c on c.id = b.category_id order by b.id"
+
+
+async def test_features_json_pages_equal_sql(api, published_db):
+    expected = query(published_db.path, FEATURES_SQL)
+    rows, url = [], "/api/v1/ml/features?limit=400"
+    while url:
+        body = (await api.client.get(url.replace("http://localhost", ""))).json()
+        assert body["total"] == len(expected)
+        rows += body["features"]
+        url = body["next"]
+    assert rows == expected
+    assert {row["available"] for row in rows} <= {0, 1}
+
+
+async def test_features_csv_equals_sql(api, published_db):
+    response = await api.client.get("/api/v1/ml/features?format=csv")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    expected = query(published_db.path, FEATURES_SQL)
+    assert [{k: str(v) for k, v in row.items()} for row in expected] == rows
+
+
+async def test_training_data_ndjson_streams_every_book(api, published_db):
+    response = await api.client.get("/api/v1/ml/training-data?format=ndjson")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ndjson"
+    rows = [json.loads(line) for line in response.text.splitlines()]
+    assert rows == query(published_db.path, TRAINING_SQL)
+    assert set(rows[0]) == set(TRAINING_COLUMNS)
+
+
+async def test_training_data_csv_has_header_and_every_book(api, published_db):
+    response = await api.client.get("/api/v1/ml/training-data?format=csv")
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert list(rows[0]) == TRAINING_COLUMNS
+    expected = query(published_db.path, TRAINING_SQL)
+    assert [int(r["id"]) for r in rows] == [r["id"] for r in expected]
+    assert [r["title"] for r in rows] == [r["title"] for r in expected]
+    assert [float(r["price"]) for r in rows] == [r["price"] for r in expected]
+
+
+async def ids(api, split, **params):
+    query_string = "&".join(f"{k}={v}" for k, v in {"format": "ndjson", "split": split, **params}.items())
+    response = await api.client.get(f"/api/v1/ml/training-data?{query_string}")
+    assert response.status_code == 200
+    return [json.loads(line)["id"] for line in response.text.splitlines()]
+
+
+async def test_split_is_deterministic_disjoint_and_complete(api, published_db):
+    everything = [r["id"] for r in query(published_db.path, "select id from books order by id")]
+    train, test = await ids(api, "train", seed=7, test_size=0.25), await ids(api, "test", seed=7, test_size=0.25)
+    assert not set(train) & set(test)
+    assert sorted(train + test) == everything
+    assert 0.15 < len(test) / len(everything) < 0.35
+    assert await ids(api, "test", seed=7, test_size=0.25) == test
+    assert await ids(api, "test", seed=8, test_size=0.25) != test
+    assert await ids(api, "test", test_size=0) == []
+
+
+async def test_training_data_json_pages_agree_with_the_stream(api):
+    streamed = await ids(api, "test", seed=3)
+    body = (await api.client.get("/api/v1/ml/training-data?split=test&seed=3&limit=1000")).json()
+    assert body["total"] == len(streamed)
+    assert [b["id"] for b in body["books"]] == streamed
+    assert body["split"] == {"split": "test", "test_size": 0.2, "seed": 3}
+    second = (await api.client.get("/api/v1/ml/training-data?limit=5&offset=5")).json()
+    assert [b["id"] for b in second["books"]] == (await ids(api, "all"))[5:10]
+
+
+@pytest.mark.parametrize(
+    "path,status,code",
+    [
+        ("/api/v1/ml/features?format=xml", 400, "bad_parameter"),
+        ("/api/v1/ml/features?limit=0", 400, "bad_parameter"),
+        ("/api/v1/ml/training-data?format=parquet", 400, "bad_parameter"),
+        ("/api/v1/ml/training-data?split=validation", 400, "bad_parameter"),
+        ("/api/v1/ml/training-data?test_size=1.5", 400, "bad_parameter"),
+        ("/api/v1/ml/training-data?test_size=half", 400, "bad_parameter"),
+        ("/api/v1/ml/training-data?seed=x", 400, "bad_parameter"),
+        ("/api/v1/ml/training-data?limit=5000", 400, "bad_parameter"),
+        ("/api/v1/ml/nothing", 404, "not_found"),
+    ],
+)
+async def test_bad_input_is_a_json_error(api, path, status, code):
+    assert_error(await api.client.get(path), status, code)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/ml/features", "/api/v1/ml/training-data"])
+async def test_post_is_405(api, path):
+    assert_error(await api.client.post(path, json=[]), 405, "method_not_allowed")

@@ -1,0 +1,197 @@
+"""/api/v1/ml/predictions (+ /summary): atomic batches, validation naming the row, 413, scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from api_support import (  # noqa: F401 (fixtures)
+    TOKENS, api_env, api_metadata, assert_error, bearer, make_datasette, query, writable_api,
+)
+
+ML = bearer(TOKENS["ml"])
+
+
+def stored(ops_path) -> list[dict]:
+    return query(ops_path, "select * from predictions order by id")
+
+
+def book_ids(published, n: int) -> list[int]:
+    return [r["id"] for r in query(published.path, "select id from books order by id limit ?", [n])]
+
+
+async def test_post_stores_the_batch(writable_api):
+    ds, published = writable_api
+    ids = book_ids(published, 3)
+    batch = {"model": "linear-v1", "predictions": [
+        {"id": ids[0], "predicted_rating": 4.8}, {"id": ids[1], "predicted_rating": 0},
+        {"id": ids[2], "predicted_rating": 5, "title": "extra keys are ignored"},
+    ]}
+    response = await ds.client.post("/api/v1/ml/predictions", json=batch, headers=ML)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["ok"] is True and body["count"] == 3 and body["model"] == "linear-v1"
+    rows = stored(published.operations_path)
+    assert [(r["book_id"], r["predicted_rating"]) for r in rows] == [(ids[0], 4.8), (ids[1], 0.0), (ids[2], 5.0)]
+    assert {r["batch_id"] for r in rows} == {body["batch_id"]}
+    assert {r["model"] for r in rows} == {"linear-v1"}
+    assert {r["actor"] for r in rows} == {"ml-service"}
+    assert all(r["created_at"] for r in rows)
+
+
+async def test_a_bare_list_is_the_default_model(writable_api):
+    ds, published = writable_api
+    ids = book_ids(published, 1)
+    response = await ds.client.post("/api/v1/ml/predictions", json=[{"id": ids[0], "predicted_rating": 3}], headers=ML)
+    assert response.status_code == 201
+    assert stored(published.operations_path)[0]["model"] == "default"
+
+
+def bad_batches(first: int, second: int, unknown: int) -> list[tuple[str, object, int, str, int | None]]:
+    ok = {"id": first, "predicted_rating": 4}
+    return [
+        ("unknown id", [ok, {"id": unknown, "predicted_rating": 3}], 422, "unknown_book", 1),
+        ("duplicate", [ok, {"id": second, "predicted_rating": 1}, {"id": first, "predicted_rating": 2}], 422, "duplicate_id", 2),
+        ("above 5", [ok, {"id": second, "predicted_rating": 5.01}], 422, "invalid_rating", 1),
+        ("negative", [ok, {"id": second, "predicted_rating": -0.1}], 422, "invalid_rating", 1),
+        ("string rating", [ok, {"id": second, "predicted_rating": "4"}], 422, "invalid_rating", 1),
+        ("bool rating", [ok, {"id": second, "predicted_rating": True}], 422, "invalid_rating", 1),
+        ("missing rating", [ok, {"id": second}], 422, "invalid_rating", 1),
+        ("string id", [ok, {"id": str(second), "predicted_rating": 1}], 422, "invalid_id", 1),
+        ("float id", [ok, {"id": second + 0.5, "predicted_rating": 1}], 422, "invalid_id", 1),
+        ("not an object", [ok, [second, 1]], 422, "invalid_row", 1),
+        ("empty", [], 422, "empty_batch", None),
+        ("object without list", {"model": "m"}, 422, "invalid_batch", None),
+        ("a number", 42, 422, "invalid_batch", None),
+        ("bad model name", {"model": "../etc", "predictions": [ok]}, 422, "invalid_model", None),
+        ("model not a string", {"model": 3, "predictions": [ok]}, 422, "invalid_model", None),
+    ]
+
+
+@pytest.mark.parametrize("case", range(15))
+async def test_a_bad_row_rejects_the_whole_batch_and_names_it(writable_api, case):
+    ds, published = writable_api
+    first, second = book_ids(published, 2)
+    unknown = query(published.path, "select max(id) + 1000 as id from books")[0]["id"]
+    name, batch, status, code, row = bad_batches(first, second, unknown)[case]
+    before = stored(published.operations_path)
+    response = await ds.client.post("/api/v1/ml/predictions", json=batch, headers=ML)
+    body = assert_error(response, status, code)
+    if row is not None:
+        assert body["details"]["row"] == row and f"row {row}" in body["error"], name
+    assert stored(published.operations_path) == before, f"{name}: the table changed"
+
+
+async def test_invalid_json_is_400(writable_api):
+    ds, published = writable_api
+    response = await ds.client.post(
+        "/api/v1/ml/predictions", content=b"[{'id': 1}", headers={**ML, "content-type": "application/json"}
+    )
+    assert_error(response, 400, "invalid_json")
+    response = await ds.client.post(
+        "/api/v1/ml/predictions", content=b"[NaN]", headers={**ML, "content-type": "application/json"}
+    )
+    assert_error(response, 422)
+    assert stored(published.operations_path) == []
+
+
+async def test_body_over_the_byte_limit_is_413(writable_api):
+    ds, published = writable_api
+    book = book_ids(published, 1)[0]
+    padding = [{"id": book, "predicted_rating": 1, "note": "x" * 1000}] * 2100
+    response = await ds.client.post("/api/v1/ml/predictions", json=padding, headers=ML)
+    assert_error(response, 413, "payload_too_large")
+    assert stored(published.operations_path) == []
+
+
+async def test_too_many_rows_is_413(published_copy, api_env):
+    metadata = api_metadata()
+    metadata["plugins"]["books-api"]["max_prediction_rows"] = 2
+    ds, published = make_datasette(published_copy, metadata), published_copy
+    rows = [{"id": i, "predicted_rating": 1} for i in book_ids(published, 3)]
+    assert_error(await ds.client.post("/api/v1/ml/predictions", json=rows, headers=ML), 413, "too_many_rows")
+    assert (await ds.client.post("/api/v1/ml/predictions", json=rows[:2], headers=ML)).status_code == 201
+
+
+async def test_list_filters_by_model_and_batch(writable_api):
+    ds, published = writable_api
+    ids = book_ids(published, 4)
+    batches = {}
+    for model, chunk in [("a", ids[:2]), ("b", ids[2:]), ("a", ids[1:3])]:
+        body = {"model": model, "predictions": [{"id": i, "predicted_rating": 2.5} for i in chunk]}
+        response = await ds.client.post("/api/v1/ml/predictions", json=body, headers=ML)
+        batches.setdefault(model, []).append(response.json()["batch_id"])
+    everything = (await ds.client.get("/api/v1/ml/predictions")).json()
+    assert everything["total"] == 6 and everything["predictions"] == stored(published.operations_path)
+    only_a = (await ds.client.get("/api/v1/ml/predictions?model=a&limit=3")).json()
+    assert only_a["total"] == 4 and len(only_a["predictions"]) == 3 and only_a["next"]
+    one_batch = (await ds.client.get(f"/api/v1/ml/predictions?batch={batches['b'][0]}")).json()
+    assert [p["book_id"] for p in one_batch["predictions"]] == ids[2:]
+
+
+async def test_summary_scores_against_actual_ratings(writable_api):
+    ds, published = writable_api
+    books = query(published.path, "select id, rating from books order by id limit 20")
+    guesses = {b["id"]: (b["rating"] + 1.5) % 5 for b in books}
+    for model, chosen in [("good", books[:10]), ("other", books[10:])]:
+        body = {"model": model, "predictions": [{"id": b["id"], "predicted_rating": guesses[b["id"]]} for b in chosen]}
+        assert (await ds.client.post("/api/v1/ml/predictions", json=body, headers=ML)).status_code == 201
+    summary = (await ds.client.get("/api/v1/ml/predictions/summary")).json()["models"]
+    assert [m["model"] for m in summary] == ["good", "other"]
+    for entry, chosen in zip(summary, [books[:10], books[10:]]):
+        errors = [guesses[b["id"]] - b["rating"] for b in chosen]
+        assert entry["predictions"] == entry["evaluated"] == len(chosen)
+        assert entry["batches"] == 1
+        assert entry["mae"] == pytest.approx(sum(map(abs, errors)) / len(errors), abs=1e-4)
+        assert entry["rmse"] == pytest.approx(math.sqrt(sum(e * e for e in errors) / len(errors)), abs=1e-4)
+    only = (await ds.client.get("/api/v1/ml/predictions/summary?model=other")).json()["models"]
+    assert only == summary[1:]
+
+
+@pytest.mark.parametrize(
+    "path,status,code",
+    [
+        ("/api/v1/ml/predictions?limit=0", 400, "bad_parameter"),
+        ("/api/v1/ml/predictions?book_id=x", 400, "bad_parameter"),
+        ("/api/v1/ml/predictions?offset=-2", 400, "bad_parameter"),
+        ("/api/v1/ml/predictions/summary?model=" + "m" * 300, 400, "bad_parameter"),
+        ("/api/v1/ml/predictions/1", 404, "not_found"),
+    ],
+)
+async def test_bad_input_is_a_json_error(writable_api, path, status, code):
+    ds, _ = writable_api
+    assert_error(await ds.client.get(path), status, code)
+
+
+async def test_summary_refuses_post(writable_api):
+    ds, _ = writable_api
+    assert_error(await ds.client.post("/api/v1/ml/predictions/summary", json=[], headers=ML), 405)
+
+
+async def test_posting_json_with_a_browser_cookie_but_a_token_skips_csrf(writable_api):
+    ds, published = writable_api
+    ids = book_ids(published, 1)
+    response = await ds.client.post(
+        "/api/v1/ml/predictions",
+        content=json.dumps([{"id": ids[0], "predicted_rating": 2}]),
+        headers={**ML, "content-type": "application/json", "cookie": "ds_actor=whatever"},
+    )
+    assert response.status_code == 201, response.text
+
+
+def test_save_predictions_writes_whole_rows(tmp_path):
+    from books_scraper.operations import open_operations_db, save_predictions
+
+    db = open_operations_db(str(tmp_path / "operations.db"))
+    count = save_predictions(
+        db, [{"id": 7, "predicted_rating": 4}, {"id": 9, "predicted_rating": 2.5}],
+        model="m", batch_id="b1", actor="someone",
+    )
+    rows = list(db["predictions"].rows)
+    created = rows[0]["created_at"]
+    assert count == 2 and created
+    assert rows == [
+        {"id": 1, "batch_id": "b1", "model": "m", "book_id": 7, "predicted_rating": 4.0, "actor": "someone", "created_at": created},
+        {"id": 2, "batch_id": "b1", "model": "m", "book_id": 9, "predicted_rating": 2.5, "actor": "someone", "created_at": created},
+    ]
