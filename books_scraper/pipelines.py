@@ -116,7 +116,11 @@ class StorePipeline:
 
     def open_spider(self) -> None:
         self.stats.set_value("publish/status", "pending")
-        self.resources.enter_context(publish.crawl_lock(self.published))
+        try:
+            self.resources.enter_context(publish.crawl_lock(self.published))
+        except publish.CrawlLocked as error:
+            self.stats.set_value("publish/reason", str(error))
+            raise
         self.ops = operations.open_operations_db(self.ops_db_path)
         self.resources.callback(self.ops.close)
         self.run_id = operations.start_run(self.ops, self.start_url)
@@ -156,7 +160,11 @@ class StorePipeline:
             if problem:
                 self.fail(problem, run)
             else:
-                self.publish(run)
+                try:
+                    self.publish(run)
+                except Exception as error:  # disk full, permissions: still record and report it
+                    logger.exception("Publication failed")
+                    self.fail(f"publication failed: {error}", {**run, "status": "failed"})
         finally:
             self.resources.close()
 
@@ -203,6 +211,7 @@ class StorePipeline:
     def fail(self, problem: str, run: dict[str, Any]) -> None:
         self.db.close()
         self.staging.unlink(missing_ok=True)
+        run = {**run, "message": problem}
         operations.record_run(self.ops, run)
         self.stats.set_value("publish/status", "failed")
         self.stats.set_value("publish/reason", problem)

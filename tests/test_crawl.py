@@ -206,3 +206,15 @@ def test_real_site_copy(tmp_path):
     assert one("select sum(stock_count) from books") == 8585
     assert one("select count(*) from books where description is null") == 2
     assert "Progress: 1000/1000 books" in result.stderr
+
+
+def test_concurrent_crawl_is_refused(site, db_path):
+    import fcntl
+
+    db_path.parent.mkdir(parents=True)
+    with open(db_path.with_name(".books.db.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = crawl(site.url, db_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"crawl failed: another crawl is running for {db_path}"
+    assert not db_path.exists()

@@ -17,11 +17,13 @@ class Command(ScrapyCrawlCommand):
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
-        if self.crawler_process.bootstrap_failed:
-            self.exitcode = 1
-            return
         status = crawler.stats.get_value("publish/status")
-        if status not in (None, "published"):  # None: no StorePipeline in this crawl
-            reason = crawler.stats.get_value("publish/reason") or "not published (see the log)"
-            print(f"crawl failed: {reason}", file=sys.stderr)
-            self.exitcode = 1
+        reason = crawler.stats.get_value("publish/reason")
+        if self.crawler_process.bootstrap_failed:
+            self.fail(reason or "the crawl could not start (see the log)")
+        elif status not in (None, "published"):  # None: no StorePipeline in this crawl
+            self.fail(reason or "the database was not published (see the log)")
+
+    def fail(self, reason: str) -> None:
+        print(f"crawl failed: {reason}", file=sys.stderr)
+        self.exitcode = 1
