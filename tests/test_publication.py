@@ -1,0 +1,337 @@
+"""The Datasette publication through `datasette.client`: facets, search, SQL, CSV, limits, queries."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import urllib.request
+from collections import Counter, defaultdict
+from pathlib import Path
+from statistics import mean
+
+import pytest
+from datasette_dashboards import replace_opts_in_query
+from serving import ServeProcess, load_metadata, publication
+from sitebuilder import build_site, sample_books
+from support import SiteServer, crawl
+
+from books_scraper.serve import PUBLIC_SETTINGS, datasette_command
+
+KNOWN_TITLE = {"fixture-site": "Tipping the Velvet", "generated": "Book number 7"}
+ROUNDED = 0.005 + 1e-9  # round(x, 2) is at most half a penny off, give or take float error
+RUNAWAY_SQL = "with recursive n(x) as (select 1 union all select x + 1 from n) select count(*) from n"
+
+
+def rows(path: Path, sql: str, params: tuple = ()) -> list[dict]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()
+
+
+def catalogue(path: Path) -> list[dict]:
+    """Every book with its category name, read straight from the database file."""
+    return rows(
+        path,
+        "select b.*, c.name as category from books b join categories c on c.id = b.category_id",
+    )
+
+
+@pytest.fixture
+def ds(published_db):
+    return publication(published_db.path, published_db.operations_path)
+
+
+async def get_json(ds, path: str, status: int = 200):
+    response = await ds.client.get(path)
+    assert response.status_code == status, response.text[:500]
+    return response.json()
+
+
+async def test_facet_counts_equal_the_database_counts(ds, published_db):
+    books = catalogue(published_db.path)
+    data = await get_json(ds, "/books/books.json?_size=0")  # facets come from metadata.yml
+    facets = data["facet_results"]
+    assert set(facets) == {"category_id", "rating", "in_stock"}
+    assert data["filtered_table_rows_count"] == len(books)
+
+    categories = {(r["label"], r["count"]) for r in facets["category_id"]["results"]}
+    assert categories == set(Counter(b["category"] for b in books).items())
+    assert not facets["category_id"]["truncated"]
+    ratings = {(r["value"], r["count"]) for r in facets["rating"]["results"]}
+    assert ratings == set(Counter(b["rating"] for b in books).items())
+    stock = {(r["value"], r["count"]) for r in facets["in_stock"]["results"]}
+    assert stock == set(Counter(b["in_stock"] for b in books).items())
+
+
+async def test_category_facet_filters_to_its_count(ds, published_db):
+    books = catalogue(published_db.path)
+    category_id, expected = Counter(b["category_id"] for b in books).most_common(1)[0]
+    data = await get_json(ds, f"/books/books.json?category_id={category_id}&_size=0")
+    assert data["filtered_table_rows_count"] == expected
+
+
+async def test_search_finds_a_known_title(ds, published_db):
+    title = KNOWN_TITLE[published_db.source]
+    data = await get_json(ds, f"/books/books.json?_search={title}&_shape=objects")
+    titles = [row["title"] for row in data["rows"]]
+    assert title in titles
+    assert len(titles) < len(catalogue(published_db.path))
+
+
+async def test_sql_returns_json_rows(ds, published_db):
+    sql = "select id, title, price from books where price < :cap order by price, id limit 5"
+    response = await ds.client.get("/books.json", params={"sql": sql, "cap": "20", "_shape": "array"})
+    assert response.status_code == 200
+    expected = rows(published_db.path, sql, ("20",))
+    assert response.json() == expected
+    assert len(expected) == 5
+
+
+@pytest.mark.parametrize("row_cap", [None, 100])
+async def test_csv_stream_returns_every_book_and_a_header(published_db, row_cap):
+    # Also with a row cap below the catalogue's size: streaming goes past max_returned_rows.
+    settings = {"max_returned_rows": row_cap} if row_cap else {}
+    ds = publication(published_db.path, published_db.operations_path, **settings)
+    response = await ds.client.get("/books/books.csv?_stream=on")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    table = list(csv.reader(io.StringIO(response.text)))
+    header, body = table[0], table[1:]
+    assert {"id", "title", "price", "rating", "category_id"} <= set(header)
+    books = catalogue(published_db.path)
+    assert len(body) == len(books)
+    ids = [int(row[header.index("id")]) for row in body]
+    assert sorted(ids) == sorted(b["id"] for b in books)
+
+
+@pytest.mark.parametrize(
+    "database,sql",
+    [
+        ("books", "delete from books"),
+        ("books", "update books set price = 0"),
+        ("books", "with doomed as (select id from books) delete from books"),
+        ("operations", "delete from crawl_runs"),
+        ("operations", "with t as (select 1) insert into crawl_runs (started_at, status) select 'x', 'y'"),
+    ],
+)
+async def test_writes_through_sql_are_refused(published_copy, database, sql):
+    ds = publication(published_copy.path, published_copy.operations_path)
+    path = {"books": published_copy.path, "operations": published_copy.operations_path}[database]
+    table = "books" if database == "books" else "crawl_runs"
+    before = rows(path, f"select * from {table} order by id")
+    response = await ds.client.get(f"/{database}.json", params={"sql": sql})
+    assert response.status_code == 400
+    assert response.json()["ok"] is False
+    assert rows(path, f"select * from {table} order by id") == before
+    assert before
+
+
+async def test_runaway_query_is_stopped_with_a_json_error(ds):
+    response = await ds.client.get("/books.json", params={"sql": RUNAWAY_SQL})
+    assert response.status_code == 400
+    error = response.json()
+    assert error["ok"] is False
+    assert error["title"] == "SQL Interrupted"
+    assert "took too long" in error["error"]
+
+
+async def canned(ds, name: str, **params: str) -> list[dict]:
+    response = await ds.client.get(f"/books/{name}.json", params={**params, "_shape": "array"})
+    assert response.status_code == 200, response.text[:500]
+    return response.json()
+
+
+async def test_every_canned_query_is_tested():
+    assert set(load_metadata()["databases"]["books"]["queries"]) == {
+        "top_rated_books",
+        "books_in_price_range",
+        "category_summary",
+        "cheapest_book_per_category",
+        "price_changes",
+    }
+
+
+async def test_top_rated_books(ds, published_db):
+    books = catalogue(published_db.path)
+    best = [b for b in books if b["rating"] == 5]
+    answer = await canned(ds, "top_rated_books")
+    assert [r["id"] for r in answer] == [b["id"] for b in sorted(best, key=lambda b: (b["price"], b["title"]))]
+
+    category = Counter(b["category"] for b in books).most_common(1)[0][0]
+    answer = await canned(ds, "top_rated_books", min_rating="4", category=category)
+    expected = [b for b in books if b["rating"] >= 4 and b["category"] == category]
+    expected.sort(key=lambda b: (-b["rating"], b["price"], b["title"]))
+    assert [(r["id"], r["rating"], r["category"]) for r in answer] == [
+        (b["id"], b["rating"], category) for b in expected
+    ]
+    assert expected
+
+
+async def test_books_in_price_range(ds, published_db):
+    books = catalogue(published_db.path)
+    answer = await canned(ds, "books_in_price_range", min_price="20", max_price="30.5")
+    expected = sorted((b for b in books if 20 <= b["price"] <= 30.5), key=lambda b: (b["price"], b["title"]))
+    assert [(r["id"], r["price"]) for r in answer] == [(b["id"], b["price"]) for b in expected]
+    assert 0 < len(expected) < len(books)
+
+
+async def test_category_summary(ds, published_db):
+    by_category = defaultdict(list)
+    for book in catalogue(published_db.path):
+        by_category[book["category"]].append(book)
+    answer = {r["category"]: r for r in await canned(ds, "category_summary")}
+    assert set(answer) == set(by_category)
+    for name, books in by_category.items():
+        prices = [b["price"] for b in books]
+        assert answer[name]["books"] == len(books)
+        assert answer[name]["min_price"] == min(prices)
+        assert answer[name]["max_price"] == max(prices)
+        assert answer[name]["avg_price"] == pytest.approx(mean(prices), abs=ROUNDED)
+        assert answer[name]["avg_rating"] == pytest.approx(mean(b["rating"] for b in books), abs=ROUNDED)
+
+
+async def test_cheapest_book_per_category(ds, published_db):
+    cheapest = {}
+    for book in catalogue(published_db.path):
+        best = cheapest.get(book["category"])
+        if best is None or (book["price"], book["title"]) < (best["price"], best["title"]):
+            cheapest[book["category"]] = book
+    answer = await canned(ds, "cheapest_book_per_category")
+    assert {r["category"]: (r["id"], r["price"]) for r in answer} == {
+        name: (b["id"], b["price"]) for name, b in cheapest.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def recrawled_db(tmp_path_factory):
+    """A generated site crawled twice, with two prices and one stock count changed in between."""
+    workdir = tmp_path_factory.mktemp("recrawled")
+    db_path = workdir / "books.db"
+    books = sample_books()
+    for number in (1, 2):
+        site = build_site(workdir / f"site{number}", books)
+        with SiteServer(site) as server:
+            result = crawl(server.url, db_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        books[4].price, books[9].price = "£14.99", "£99.00"  # books 5 and 10
+        books[6].availability = "In stock (1 available)"  # book 7: stock only, same price
+    return db_path
+
+
+async def test_price_changes_between_crawls(recrawled_db):
+    ds = publication(recrawled_db, recrawled_db.with_name("operations.db"))
+    first, second = [r["id"] for r in rows(recrawled_db, "select id from crawl_runs order by id")]
+    answer = await canned(ds, "price_changes")
+    assert sorted(
+        (r["book_id"], r["previous_run_id"], r["run_id"], r["previous_price"], r["price"], r["change"])
+        for r in answer
+    ) == [
+        (5, first, second, 16.25, 14.99, -1.26),
+        (10, first, second, 22.5, 99.0, 76.5),
+    ]
+    assert await canned(ds, "price_changes", since="9999-01-01") == []
+
+
+async def test_price_changes_after_a_single_crawl_are_none(ds):
+    assert await canned(ds, "price_changes") == []
+
+
+def dashboard() -> dict:
+    return load_metadata()["plugins"]["datasette-dashboards"]["books"]
+
+
+async def chart_rows(ds, name: str, **filters: str) -> list[dict]:
+    chart = dashboard()["charts"][name]
+    sql = replace_opts_in_query(chart["query"], filters)  # as the dashboard page does
+    response = await ds.client.get(
+        f"/{chart['db']}.json", params={"sql": sql, **filters, "_shape": "objects"}
+    )
+    assert response.status_code == 200, response.text[:500]
+    data = response.json()
+    assert not data["truncated"]
+    return data["rows"]
+
+
+async def test_dashboard_page_lists_its_charts(ds):
+    response = await ds.client.get("/-/dashboards/books")
+    assert response.status_code == 200
+    for chart in dashboard()["charts"].values():
+        assert chart["title"] in response.text
+    assert "vega-lite.min.js" in response.text
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+async def test_dashboard_charts_show_the_catalogue(ds, published_db, filtered):
+    books = catalogue(published_db.path)
+    filters = {}
+    if filtered:
+        filters["category"] = Counter(b["category"] for b in books).most_common(2)[1][0]
+        books = [b for b in books if b["category"] == filters["category"]]
+
+    assert (await chart_rows(ds, "total-books", **filters)) == [{"books": len(books)}]
+    [average] = await chart_rows(ds, "average-price", **filters)
+    assert average["average_price"] == pytest.approx(mean(b["price"] for b in books), abs=ROUNDED)
+    per_category = await chart_rows(ds, "books-per-category", **filters)
+    assert {(r["category"], r["books"]) for r in per_category} == set(
+        Counter(b["category"] for b in books).items()
+    )
+    ratings = await chart_rows(ds, "rating-distribution", **filters)
+    assert {(r["rating"], r["books"]) for r in ratings} == set(Counter(b["rating"] for b in books).items())
+    histogram = await chart_rows(ds, "price-histogram", **filters)
+    assert {(r["price_from"], r["price_to"], r["books"]) for r in histogram} == {
+        (low, low + 5, count)
+        for low, count in Counter(int(b["price"] // 5) * 5 for b in books).items()
+    }
+    by_rating = await chart_rows(ds, "average-price-by-rating", **filters)
+    for row in by_rating:
+        prices = [b["price"] for b in books if b["rating"] == row["rating"]]
+        assert row["average_price"] == pytest.approx(mean(prices), abs=ROUNDED)
+
+
+async def test_metadata_describes_every_column(ds, published_db):
+    described = load_metadata()["databases"]["books"]["tables"]
+    for table in ("books", "categories", "crawl_runs", "price_history"):
+        columns = [r["name"] for r in rows(published_db.path, f"pragma table_info({table})")]
+        assert set(described[table]["columns"]) == set(columns), table
+
+
+async def test_books_show_their_category_by_name(ds, published_db):
+    [book] = rows(
+        published_db.path,
+        "select b.id, c.name from books b join categories c on c.id = b.category_id limit 1",
+    )
+    data = await get_json(ds, f"/books/books.json?id={book['id']}&_labels=on&_shape=objects")
+    assert data["rows"][0]["category_id"]["label"] == book["name"]
+
+
+def test_the_plain_datasette_invocation(tmp_path):
+    command = datasette_command(tmp_path / "books.db", tmp_path / "operations.db", "0.0.0.0", 9001)
+    assert command[1:6] == ["-m", "datasette", "serve", "-i", str(tmp_path / "books.db")]
+    assert command[6] == str(tmp_path / "operations.db")
+    assert command[command.index("--port") + 1] == "9001"
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    settings = {command[i + 1]: command[i + 2] for i, part in enumerate(command) if part == "--setting"}
+    assert settings["allow_csv_stream"] == "on"
+    assert settings["sql_time_limit_ms"] == str(PUBLIC_SETTINGS["sql_time_limit_ms"])
+
+
+def test_serve_crawls_when_there_is_no_database_then_serves_it(tmp_path):
+    site = build_site(tmp_path / "site", sample_books())
+    books_db, operations_db = tmp_path / "data" / "books.db", tmp_path / "data" / "operations.db"
+    with SiteServer(site) as server:
+        with ServeProcess(
+            books_db, operations_db, tmp_path / "serve.log", startup=120, BOOKS_START_URL=server.url
+        ) as served:
+            with urllib.request.urlopen(served.url + "books/books.json?_size=0", timeout=10) as answer:
+                assert json.load(answer)["filtered_table_rows_count"] == len(sample_books())
+            with urllib.request.urlopen(served.url + "-/databases.json", timeout=10) as answer:
+                databases = {d["name"]: d for d in json.load(answer)}
+    assert databases["books"]["is_mutable"] is False
+    assert databases["operations"]["is_mutable"] is True
+    journal = rows(operations_db, "select status from crawl_runs")
+    assert journal == [{"status": "published"}]
