@@ -1,0 +1,158 @@
+"""The publication in a real headless Chromium, against the real `python -m books_scraper.serve`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+from serving import ServeProcess, load_metadata
+
+from books_scraper.serve import PUBLIC_SETTINGS
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    # No internet: everything the pages need must come from the server on 127.0.0.1.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+TIMEOUT_MS = 20_000
+KNOWN_TITLE = {"fixture-site": "Tipping the Velvet", "generated": "Book number 7"}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def served(published_db, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with ServeProcess(published_db.path, published_db.operations_path, log) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    """A fresh page that records script errors and every host it talks to."""
+    context = browser.new_context(base_url=served.url)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.errors, page.hosts = [], set()
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on("request", lambda request: page.hosts.add(urlsplit(request.url).netloc))
+    yield page
+    context.close()
+    assert page.errors == []
+    assert page.hosts <= {urlsplit(served.url).netloc}
+
+
+def test_home_page(page):
+    page.goto("/")
+    assert page.title().startswith(load_metadata()["title"])
+    assert page.locator("a[href='/books']").first.is_visible()
+    assert page.locator("a[href='/-/dashboards']").count() == 1  # the plugin's menu entry
+
+
+def test_books_table_and_category_facet(page, published_db):
+    total = query(published_db.path, "select count(*) from books")[0][0]
+    page.goto("/books/books")
+    assert page.locator("h3").first.inner_text().startswith(f"{total:,} rows")
+
+    name, category_id, count = query(
+        published_db.path,
+        "select c.name, c.id, count(*) from books b join categories c on c.id = b.category_id "
+        "group by c.id order by count(*) desc, c.name limit 1 offset 1",
+    )[0]
+    page.locator("#facet-category_id li a", has_text=name).first.click()
+    page.wait_for_url(f"**category_id={category_id}**")
+    assert page.locator("h3").first.inner_text().startswith(f"{count:,} row")
+    titles = page.locator("table.rows-and-columns td.col-title").all_inner_texts()
+    assert len(titles) == min(count, 100)
+
+
+def test_search_for_a_title(page, published_db):
+    title = KNOWN_TITLE[published_db.source]
+    page.goto("/books/books")
+    page.fill("input[name=_search]", title)
+    page.locator("input[name=_search]").press("Enter")
+    page.wait_for_url("**_search=**")
+    titles = page.locator("table.rows-and-columns td.col-title").all_inner_texts()
+    assert title in [t.strip() for t in titles]
+
+
+def test_run_sql_from_the_query_page(page, published_db):
+    expected = query(published_db.path, "select rating, count(*) from books group by rating order by rating")
+    page.goto("/books")
+    page.locator(".CodeMirror").click()  # Datasette 0.65's SQL editor is CodeMirror 5
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.type("select rating, count(*) as n from books group by rating order by rating")
+    page.locator("input[type=submit][value='Run SQL']").click()
+    page.wait_for_url("**sql=**")
+    cells = page.locator("table.rows-and-columns tbody tr").all()
+    shown = [tuple(int(td.inner_text()) for td in row.locator("td").all()) for row in cells]
+    assert shown == expected
+
+
+def test_follow_the_csv_link(page, published_db):
+    total = query(published_db.path, "select count(*) from books")[0][0]
+    page.goto("/books/books")
+    with page.expect_response(lambda response: ".csv" in response.url) as answer:
+        page.locator("p.export-links a", has_text="CSV").first.click()
+    response = answer.value
+    assert response.status == 200
+    table = list(csv.reader(io.StringIO(response.text())))
+    assert table[0][:3] == ["id", "upc", "title"]
+    # The link asks for one page of _size=max; streaming every row is the "advanced" option.
+    assert len(table) - 1 == min(total, PUBLIC_SETTINGS["max_returned_rows"])
+
+
+def test_dashboard_draws_its_charts(page, published_db):
+    path = published_db.path
+    total = query(path, "select count(*) from books")[0][0]
+    bars = {  # one bar per row each chart's query returns
+        "books-per-category": query(path, "select count(distinct category_id) from books")[0][0],
+        "rating-distribution": query(path, "select count(distinct rating) from books")[0][0],
+        "price-histogram": query(path, "select count(distinct cast(price / 5 as integer)) from books")[0][0],
+        "average-price-by-rating": query(path, "select count(distinct rating) from books")[0][0],
+    }
+    charts = load_metadata()["plugins"]["datasette-dashboards"]["books"]["charts"]
+    assert {slug for slug, chart in charts.items() if chart["library"] == "vega-lite"} == set(bars)
+    page.goto("/-/dashboards/books")
+    for slug, count in bars.items():
+        # Vega draws each bar as a path in the chart's SVG: drawn, with every bar, offline.
+        expect(page.locator(f"#chart-{slug} svg.marks g.mark-rect path")).to_have_count(count)
+    expect(page.locator("#chart-total-books p")).to_have_text(str(total))
+
+    name, count = query(
+        path,
+        "select c.name, count(*) from books b join categories c on c.id = b.category_id "
+        "group by c.id order by count(*) desc, c.name limit 1",
+    )[0]
+    page.select_option("select[name=category]", name)
+    page.locator("input[type=submit][value=Apply]").click()
+    page.wait_for_url("**category=**")
+    expect(page.locator("#chart-total-books p")).to_have_text(str(count))
+    expect(page.locator("#chart-books-per-category svg.marks g.mark-rect path")).to_have_count(1)
