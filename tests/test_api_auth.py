@@ -121,10 +121,30 @@ async def test_login_then_post_then_refresh(writable_api):
 
 
 async def test_login_with_browser_cookies_still_works(api):
-    # A JSON POST under /api/v1 skips Datasette's CSRF check: it cannot come from a cross-site form.
+    # /api/v1 skips Datasette's cookie CSRF check: the API never authenticates by cookie.
     response = await login(api, "admin", PASSWORDS["admin"], cookie="ds_csrftoken=abc; other=1")
     assert response.status_code == 200, response.text
     assert response.json()["roles"] == ["admin"]
+
+
+async def test_a_cookie_actor_cannot_post_predictions(writable_api):
+    ds, published = writable_api
+    cookie = ds.sign({"a": {"id": "root", "roles": ["admin"]}}, "actor")
+    response = await ds.client.post(
+        "/api/v1/ml/predictions", content=b'[{"id": 1, "predicted_rating": 1}]',
+        headers={"cookie": f"ds_actor={cookie}", "content-type": "text/plain"},
+    )
+    assert_error(response, 401, "unauthorized")
+    assert query(published.operations_path, "select count(*) as n from predictions")[0]["n"] == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"])
+async def test_form_posts_with_cookies_get_json_errors_not_csrf_pages(api, content_type):
+    response = await api.client.post(
+        "/api/v1/auth/login", content=b"username=a&password=b",
+        headers={"cookie": "ds_csrftoken=abc", "content-type": content_type},
+    )
+    assert_error(response, 400, "invalid_json")
 
 
 @pytest.mark.parametrize(
