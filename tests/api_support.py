@@ -7,12 +7,12 @@ Datasette, so only the configuration (metadata and environment) changes between 
 from __future__ import annotations
 
 import copy
-import sqlite3
 from pathlib import Path
 
-import pytest
 import yaml
 from datasette.app import Datasette
+
+from support import query
 
 from books_scraper.api.auth import hash_password
 
@@ -59,16 +59,6 @@ def make_datasette(published, metadata: dict | None = None) -> Datasette:
     )
 
 
-def query(path: Path, sql: str, params=()) -> list[dict]:
-    """Independent read of a database file, for expected figures."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute(sql, params)]
-    finally:
-        conn.close()
-
-
 def value(path: Path, sql: str, params=()):
     return next(iter(query(path, sql, params)[0].values()))
 
@@ -86,22 +76,3 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def api_env(monkeypatch):
-    for name, secret in ENV.items():
-        monkeypatch.setenv(name, secret)
-    return ENV
-
-
-@pytest.fixture
-def api(published_db, api_env) -> Datasette:
-    """Datasette over the session's published databases (read-only tests)."""
-    return make_datasette(published_db)
-
-
-@pytest.fixture
-def writable_api(published_copy, api_env) -> tuple[Datasette, object]:
-    """Datasette over a private copy, for tests that post predictions."""
-    return make_datasette(published_copy), published_copy

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from api_support import ENV, make_datasette
+from datasette.app import Datasette
 from sitebuilder import build_site, sample_books
 from support import FIXTURE_SITE, SiteServer, crawl
 
@@ -39,3 +41,22 @@ def published_copy(published_db: PublishedDatabase, tmp_path: Path) -> Published
     ops = tmp_path / "operations.db"
     shutil.copyfile(published_db.operations_path, ops)
     return PublishedDatabase(db, ops, published_db.source)
+
+
+@pytest.fixture
+def api_env(monkeypatch):
+    for name, secret in ENV.items():
+        monkeypatch.setenv(name, secret)
+    return ENV
+
+
+@pytest.fixture
+def api(published_db, api_env) -> Datasette:
+    """Datasette over the session's published databases (read-only tests)."""
+    return make_datasette(published_db)
+
+
+@pytest.fixture
+def writable_api(published_copy, api_env) -> tuple[Datasette, PublishedDatabase]:
+    """Datasette over a private copy, for tests that post predictions."""
+    return make_datasette(published_copy), published_copy

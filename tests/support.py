@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -76,3 +77,13 @@ def crawl(
     return subprocess.run(
         command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def query(path: Path, sql: str, params=()) -> list[dict]:
+    """Independent read-only read of a database file, for expected figures."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(row) for row in conn.execute(sql, params)]
+    finally:
+        conn.close()

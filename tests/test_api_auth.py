@@ -6,11 +6,8 @@ import time
 
 import jwt
 import pytest
-from api_support import (  # noqa: F401 (fixtures)
-    ENV, JWT_SECRET, PASSWORDS, TOKENS, api, api_env, api_metadata, assert_error, bearer,
-    make_datasette, query, writable_api,
-)
-
+from api_support import ENV, JWT_SECRET, PASSWORDS, TOKENS, api_metadata, assert_error, bearer, make_datasette
+from support import query
 from books_scraper.api import auth
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from api_support import api, api_env, assert_error, query, value  # noqa: F401 (fixtures)
+from api_support import assert_error, value
+from support import query
 
 from books_scraper.api.catalogue import BOOK_FIELDS
 

@@ -7,7 +7,8 @@ import math
 import subprocess
 import sys
 
-from api_support import ENV, PASSWORDS, PROJECT, query
+from api_support import ENV, PASSWORDS, PROJECT
+from support import query
 from serving import ServeProcess
 
 from books_scraper.api.training import in_test_split

@@ -7,7 +7,8 @@ import io
 import json
 
 import pytest
-from api_support import api, api_env, assert_error, query  # noqa: F401
+from api_support import assert_error
+from support import query
 
 from books_scraper.api.training import TRAINING_COLUMNS
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from api_support import api, api_env  # noqa: F401 (fixtures)
 from datasette.plugins import pm
 from openapi_spec_validator import validate
 

@@ -6,10 +6,8 @@ import json
 import math
 
 import pytest
-from api_support import (  # noqa: F401 (fixtures)
-    TOKENS, api_env, api_metadata, assert_error, bearer, make_datasette, query, writable_api,
-)
-
+from api_support import TOKENS, api_metadata, assert_error, bearer, make_datasette
+from support import query
 ML = bearer(TOKENS["ml"])
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from api_support import api, api_env, assert_error, make_datasette, query, value  # noqa: F401
+from api_support import assert_error, make_datasette, value
+from support import query
 
 from books_scraper.api.cache import cache
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 import urllib.request
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from datasette_dashboards import replace_opts_in_query
 from serving import ServeProcess, load_metadata, publication
 from sitebuilder import build_site, sample_books
-from support import SiteServer, crawl
+from support import SiteServer, crawl, query
 
 from books_scraper.serve import PUBLIC_SETTINGS, datasette_command
 
@@ -24,18 +23,9 @@ ROUNDED = 0.005 + 1e-9  # round(x, 2) is at most half a penny off, give or take 
 RUNAWAY_SQL = "with recursive n(x) as (select 1 union all select x + 1 from n) select count(*) from n"
 
 
-def rows(path: Path, sql: str, params: tuple = ()) -> list[dict]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(row) for row in conn.execute(sql, params)]
-    finally:
-        conn.close()
-
-
 def catalogue(path: Path) -> list[dict]:
     """Every book with its category name, read straight from the database file."""
-    return rows(
+    return query(
         path,
         "select b.*, c.name as category from books b join categories c on c.id = b.category_id",
     )
@@ -83,11 +73,11 @@ async def test_search_finds_a_known_title(ds, published_db):
     assert len(titles) < len(catalogue(published_db.path))
 
 
-async def test_sql_returns_json_rows(ds, published_db):
+async def test_sql_returns_json_query(ds, published_db):
     sql = "select id, title, price from books where price < :cap order by price, id limit 5"
     response = await ds.client.get("/books.json", params={"sql": sql, "cap": "20", "_shape": "array"})
     assert response.status_code == 200
-    expected = rows(published_db.path, sql, ("20",))
+    expected = query(published_db.path, sql, ("20",))
     assert response.json() == expected
     assert len(expected) == 5
 
@@ -123,11 +113,11 @@ async def test_writes_through_sql_are_refused(published_copy, database, sql):
     ds = publication(published_copy.path, published_copy.operations_path)
     path = {"books": published_copy.path, "operations": published_copy.operations_path}[database]
     table = "books" if database == "books" else "crawl_runs"
-    before = rows(path, f"select * from {table} order by id")
+    before = query(path, f"select * from {table} order by id")
     response = await ds.client.get(f"/{database}.json", params={"sql": sql})
     assert response.status_code == 400
     assert response.json()["ok"] is False
-    assert rows(path, f"select * from {table} order by id") == before
+    assert query(path, f"select * from {table} order by id") == before
     assert before
 
 
@@ -225,7 +215,7 @@ def recrawled_db(tmp_path_factory):
 
 async def test_price_changes_between_crawls(recrawled_db):
     ds = publication(recrawled_db, recrawled_db.with_name("operations.db"))
-    first, second = [r["id"] for r in rows(recrawled_db, "select id from crawl_runs order by id")]
+    first, second = [r["id"] for r in query(recrawled_db, "select id from crawl_runs order by id")]
     answer = await canned(ds, "price_changes")
     assert sorted(
         (r["book_id"], r["previous_run_id"], r["run_id"], r["previous_price"], r["price"], r["change"])
@@ -245,7 +235,7 @@ def dashboard() -> dict:
     return load_metadata()["plugins"]["datasette-dashboards"]["books"]
 
 
-async def chart_rows(ds, name: str, **filters: str) -> list[dict]:
+async def chart_query(ds, name: str, **filters: str) -> list[dict]:
     chart = dashboard()["charts"][name]
     sql = replace_opts_in_query(chart["query"], filters)  # as the dashboard page does
     response = await ds.client.get(
@@ -273,21 +263,21 @@ async def test_dashboard_charts_show_the_catalogue(ds, published_db, filtered):
         filters["category"] = Counter(b["category"] for b in books).most_common(2)[1][0]
         books = [b for b in books if b["category"] == filters["category"]]
 
-    assert (await chart_rows(ds, "total-books", **filters)) == [{"books": len(books)}]
-    [average] = await chart_rows(ds, "average-price", **filters)
+    assert (await chart_query(ds, "total-books", **filters)) == [{"books": len(books)}]
+    [average] = await chart_query(ds, "average-price", **filters)
     assert average["average_price"] == pytest.approx(mean(b["price"] for b in books), abs=ROUNDED)
-    per_category = await chart_rows(ds, "books-per-category", **filters)
+    per_category = await chart_query(ds, "books-per-category", **filters)
     assert {(r["category"], r["books"]) for r in per_category} == set(
         Counter(b["category"] for b in books).items()
     )
-    ratings = await chart_rows(ds, "rating-distribution", **filters)
+    ratings = await chart_query(ds, "rating-distribution", **filters)
     assert {(r["rating"], r["books"]) for r in ratings} == set(Counter(b["rating"] for b in books).items())
-    histogram = await chart_rows(ds, "price-histogram", **filters)
+    histogram = await chart_query(ds, "price-histogram", **filters)
     assert {(r["price_from"], r["price_to"], r["books"]) for r in histogram} == {
         (low, low + 5, count)
         for low, count in Counter(int(b["price"] // 5) * 5 for b in books).items()
     }
-    by_rating = await chart_rows(ds, "average-price-by-rating", **filters)
+    by_rating = await chart_query(ds, "average-price-by-rating", **filters)
     for row in by_rating:
         prices = [b["price"] for b in books if b["rating"] == row["rating"]]
         assert row["average_price"] == pytest.approx(mean(prices), abs=ROUNDED)
@@ -296,12 +286,12 @@ async def test_dashboard_charts_show_the_catalogue(ds, published_db, filtered):
 async def test_metadata_describes_every_column(ds, published_db):
     described = load_metadata()["databases"]["books"]["tables"]
     for table in ("books", "categories", "crawl_runs", "price_history"):
-        columns = [r["name"] for r in rows(published_db.path, f"pragma table_info({table})")]
+        columns = [r["name"] for r in query(published_db.path, f"pragma table_info({table})")]
         assert set(described[table]["columns"]) == set(columns), table
 
 
 async def test_books_show_their_category_by_name(ds, published_db):
-    [book] = rows(
+    [book] = query(
         published_db.path,
         "select b.id, c.name from books b join categories c on c.id = b.category_id limit 1",
     )
@@ -333,5 +323,5 @@ def test_serve_crawls_when_there_is_no_database_then_serves_it(tmp_path):
                 databases = {d["name"]: d for d in json.load(answer)}
     assert databases["books"]["is_mutable"] is False
     assert databases["operations"]["is_mutable"] is True
-    journal = rows(operations_db, "select status from crawl_runs")
+    journal = query(operations_db, "select status from crawl_runs")
     assert journal == [{"status": "published"}]
