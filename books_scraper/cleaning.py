@@ -8,7 +8,7 @@ import unicodedata
 RATING_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 
 # Byte-order marks and zero-width characters that survive copy-paste into the catalogue.
-_INVISIBLE = dict.fromkeys(map(ord, "\ufeff\u200b\u200c\u200d\u2060\u00ad"))
+_INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060\u00ad]")
 _MONEY = re.compile(r"\d[\d,\s\u00a0]*(?:\.\d+)?")
 _STOCK_COUNT = re.compile(r"\((\d[\d,]*)\s+available\)")
 
@@ -17,8 +17,8 @@ def normalize_text(value: str | None) -> str | None:
     """NFC, invisible characters removed, whitespace collapsed; empty text becomes None."""
     if value is None:
         return None
-    text = unicodedata.normalize("NFC", value).translate(_INVISIBLE)
-    text = " ".join(text.split())
+    text = value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
+    text = " ".join(_INVISIBLE.sub("", text).split())
     return text or None
 
 
