@@ -27,3 +27,6 @@ test: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+bench: setup
+	$(BIN)/python bench/crawl_bench.py
