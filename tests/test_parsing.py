@@ -97,3 +97,9 @@ def _crawler_with_stats():
     crawler = get_crawler(BooksSpider)
     crawler.stats.open_spider()
     return crawler
+
+
+def test_empty_or_foreign_page_gives_an_empty_record():
+    for body in ("", "<html><body><p>Service unavailable</p></body></html>"):
+        item = parse_book_page(response_for(ROOT + "catalogue/x_77/index.html", body))
+        assert (item.id, item.upc, item.title, item.price, item.category) == (77, None, None, None, None)
