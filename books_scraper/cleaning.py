@@ -22,6 +22,15 @@ def normalize_text(value: str | None) -> str | None:
     return text or None
 
 
+_MORE_MARKER = re.compile(r"\s*\.\.\.\s*more$")
+
+
+def clean_description(value: str | None) -> str | None:
+    """Normalised text without the site's trailing '...more' link text."""
+    text = normalize_text(value)
+    return normalize_text(_MORE_MARKER.sub("", text)) if text else None
+
+
 def parse_money(value: str | float | int | None) -> float | None:
     """'£51.77', 'Â£51.77', ' £1,234.50 ' -> 51.77 / 1234.5; None when there is no number."""
     if value is None:
@@ -51,13 +60,13 @@ def parse_rating(value: str | int | None) -> int | None:
     return None
 
 
-def parse_availability(value: str | None) -> tuple[bool, int]:
-    """'In stock (22 available)' -> (True, 22); 'Out of stock' -> (False, 0)."""
+def parse_availability(value: str | None) -> tuple[bool, int | None]:
+    """'In stock (22 available)' -> (True, 22); 'Out of stock' -> (False, 0); 'In stock' -> (True, None)."""
     text = (normalize_text(value) or "").lower()
-    in_stock = text.startswith("in stock")
+    if not text.startswith("in stock"):
+        return False, 0
     match = _STOCK_COUNT.search(text)
-    count = int(match.group(1).replace(",", "")) if match else 0
-    return in_stock, count if in_stock else 0
+    return True, int(match.group(1).replace(",", "")) if match else None
 
 
 def parse_int(value: str | int | None) -> int | None:

@@ -1,14 +1,14 @@
-"""Crawl progress an operator can read: `N/1000 books` every few seconds or every N books."""
+"""Crawl progress an operator can read: `N/1000 books` every N books and every few seconds."""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.utils.asyncio import create_looping_call
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ class ProgressLog:
         self.every_books = every_books
         self.every_seconds = every_seconds
         self.books = 0
-        self.last_logged = time.monotonic()
+        self.timer: Any = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> "ProgressLog":
@@ -28,20 +28,25 @@ class ProgressLog:
         if every_books <= 0 and every_seconds <= 0:
             raise NotConfigured
         extension = cls(crawler.stats, every_books, every_seconds)
+        crawler.signals.connect(extension.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(extension.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         return extension
 
+    def spider_opened(self) -> None:
+        # A timer as well as a count, so a stalled crawl still says where it is.
+        if self.every_seconds > 0:
+            self.timer = create_looping_call(self.log)
+            self.timer.start(self.every_seconds, now=False)
+
     def item_scraped(self) -> None:
         self.books += 1
-        now = time.monotonic()
-        due_by_count = self.every_books > 0 and self.books % self.every_books == 0
-        due_by_time = self.every_seconds > 0 and now - self.last_logged >= self.every_seconds
-        if due_by_count or due_by_time:
-            self.last_logged = now
+        if self.every_books > 0 and self.books % self.every_books == 0:
             self.log()
 
     def spider_closed(self) -> None:
+        if self.timer is not None and self.timer.running:
+            self.timer.stop()
         self.log()
 
     def log(self) -> None:

@@ -93,3 +93,8 @@ def save_predictions(
     with db.atomic():
         db[PREDICTIONS].insert_all(rows)
     return len(rows)
+
+
+@migrations()
+def m003_crawl_runs_removed(db: Database) -> None:
+    db[CRAWL_RUNS].add_column("removed", int)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from scrapy.exceptions import DropItem
 
 from books_scraper import operations, publish, storage
 from books_scraper.cleaning import (
+    clean_description,
     normalize_text,
     parse_availability,
     parse_int,
@@ -23,7 +25,7 @@ from books_scraper.cleaning import (
 
 logger = logging.getLogger(__name__)
 
-TEXT_FIELDS = ("upc", "title", "availability", "category", "description", "product_type")
+TEXT_FIELDS = ("upc", "title", "availability", "category", "product_type")
 MONEY_FIELDS = ("price", "price_incl_tax", "tax")
 
 
@@ -34,6 +36,7 @@ class CleanPipeline:
         adapter = ItemAdapter(item)
         for name in TEXT_FIELDS:
             adapter[name] = normalize_text(adapter.get(name))
+        adapter["description"] = clean_description(adapter.get("description"))
         for name in MONEY_FIELDS:
             adapter[name] = parse_money(adapter.get(name))
         adapter["rating"] = parse_rating(adapter.get("rating"))
@@ -49,6 +52,7 @@ class ValidatePipeline:
 
     def __init__(self, stats: Any) -> None:
         self.stats = stats
+        self.upc_owners: dict[str, int] = {}  # a UPC names one book within a crawl
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> "ValidatePipeline":
@@ -57,11 +61,18 @@ class ValidatePipeline:
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
         reason = problem(adapter)
+        if reason is None and self.upc_owners.setdefault(adapter["upc"], adapter["id"]) != adapter["id"]:
+            reason = "duplicate upc"
         if reason:
-            self.stats.inc_value(f"books/dropped/{reason}")
-            logger.warning("Dropped %s: %s", adapter.get("product_url"), reason)
-            raise DropItem(reason)
+            drop(self.stats, adapter.get("product_url"), reason)
         return item
+
+
+def drop(stats: Any, url: str | None, reason: str) -> None:
+    """Log and count a record that will not be published, then drop it."""
+    stats.inc_value(f"books/dropped/{reason}")
+    logger.warning("Dropped %s: %s", url, reason)
+    raise DropItem(reason)
 
 
 def problem(adapter: ItemAdapter) -> str | None:
@@ -73,6 +84,8 @@ def problem(adapter: ItemAdapter) -> str | None:
         return "negative price"
     if not 1 <= adapter["rating"] <= 5:
         return "rating out of range"
+    if storage.category_from_url(adapter["category"], adapter["category_url"]) is None:
+        return "bad category url"
     return None
 
 
@@ -139,11 +152,21 @@ class StorePipeline:
     def flush(self) -> None:
         records, self.buffer = self.buffer, []
         try:
-            added = storage.save_books(self.db, records, run_id=self.run_id)
+            self.save(records)
+        except sqlite3.IntegrityError:
+            # One record clashes with the database (a UPC another book already has): keep the rest.
+            for record in records:
+                try:
+                    self.save([record])
+                except sqlite3.IntegrityError as error:
+                    self.stats.inc_value("books/dropped/store conflict")
+                    logger.warning("Dropped %s: store conflict (%s)", record.get("product_url"), error)
         except Exception:
             self.write_errors += len(records)
             logger.exception("Could not store %d books", len(records))
-            return
+
+    def save(self, records: list[dict[str, Any]]) -> None:
+        added = storage.save_books(self.db, records, run_id=self.run_id)
         self.stored += len(records)
         self.stats.inc_value("books/stored", len(records))
         self.stats.inc_value("books/price_history_added", added)
@@ -161,10 +184,11 @@ class StorePipeline:
                 self.fail(problem, run)
             else:
                 try:
+                    run["removed"] = self.retire_unlisted_books(spider)
                     self.publish(run)
                 except Exception as error:  # disk full, permissions: still record and report it
                     logger.exception("Publication failed")
-                    self.fail(f"publication failed: {error}", {**run, "status": "failed"})
+                    self.fail(f"publication failed: {error}", run)
         finally:
             self.resources.close()
 
@@ -197,6 +221,24 @@ class StorePipeline:
             "message": message,
         }
 
+    def retire_unlisted_books(self, spider: Any) -> int:
+        """Remove the books the site no longer lists or whose page is gone (404/410).
+
+        Only after a complete walk of the listing pages: a listing page that failed would make
+        every book on it look gone. Books whose page failed otherwise keep their last good row.
+        """
+        listed = getattr(spider, "listed_book_ids", None)
+        if listed is None:
+            return 0
+        if spider.listing_failures:
+            logger.warning("Listing pages failed: no book is retired in this run")
+            return 0
+        removed = storage.remove_books_except(self.db, listed - spider.gone_book_ids)
+        self.stats.set_value("books/removed", removed)
+        if removed:
+            logger.info("Retired %d books the site no longer has", removed)
+        return removed
+
     def publish(self, run: dict[str, Any]) -> None:
         with self.db.conn:
             storage.save_crawl_run(self.db, run)
@@ -211,7 +253,7 @@ class StorePipeline:
     def fail(self, problem: str, run: dict[str, Any]) -> None:
         self.db.close()
         self.staging.unlink(missing_ok=True)
-        run = {**run, "message": problem}
+        run = {**run, "status": "failed", "message": problem, "removed": None}
         operations.record_run(self.ops, run)
         self.stats.set_value("publish/status", "failed")
         self.stats.set_value("publish/reason", problem)

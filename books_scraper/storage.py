@@ -20,6 +20,7 @@ CATEGORIES = "categories"
 CRAWL_RUNS = "crawl_runs"
 PRICE_HISTORY = "price_history"
 
+# crawl_runs as first created; later migrations add `removed`.
 CRAWL_RUN_COLUMNS: dict[str, type] = {
     "id": int,
     "started_at": str,
@@ -88,6 +89,11 @@ def m001_initial(db: Database) -> None:
         foreign_keys=[("book_id", BOOKS, "id"), ("run_id", CRAWL_RUNS, "id")],
     )
     db[PRICE_HISTORY].create_index(["book_id", "observed_at"])
+
+
+@migrations()
+def m002_crawl_runs_removed(db: Database) -> None:
+    db[CRAWL_RUNS].add_column("removed", int)  # books retired because the site dropped them
 
 
 def open_books_db(path: str) -> Database:
@@ -180,6 +186,25 @@ def _history_rows(db: Database, rows: list[dict[str, Any]], run_id: int | None) 
         for row in rows
         if known.get(row["id"]) != (row["price"], row.get("stock_count"))
     ]
+
+
+def remove_books_except(db: Database, keep: Iterable[int]) -> int:
+    """Delete the books (and their price history) whose ids are not in `keep`; return how many.
+
+    FTS rows follow through the triggers ensure_db_shape() installs.
+    """
+    keep_json = json.dumps(sorted(keep))
+    not_kept = "select id from books where id not in (select value from json_each(?))"
+    gone = [row["id"] for row in db.query(not_kept, [keep_json])]
+    if gone:
+        gone_json = json.dumps(gone)
+        with db.conn:
+            db.execute(
+                f"delete from {PRICE_HISTORY} where book_id in (select value from json_each(?))",
+                [gone_json],
+            )
+            db.execute(f"delete from {BOOKS} where id in (select value from json_each(?))", [gone_json])
+    return len(gone)
 
 
 def save_crawl_run(db: Database, run: Mapping[str, Any]) -> None:

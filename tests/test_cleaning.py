@@ -1,6 +1,6 @@
 import pytest
 
-from books_scraper.cleaning import normalize_text, parse_availability, parse_money, parse_rating
+from books_scraper.cleaning import clean_description, normalize_text, parse_availability, parse_money, parse_rating
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_parse_rating(text, expected):
     [
         ("In stock (22 available)", (True, 22)),
         ("\n    In stock (1 available)\n", (True, 1)),
-        ("In stock", (True, 0)),
+        ("In stock", (True, None)),
         ("Out of stock", (False, 0)),
         (None, (False, 0)),
     ],
@@ -50,3 +50,17 @@ def test_normalize_text_nfc_invisibles_and_whitespace():
 
 def test_normalize_text_empty_is_none():
     assert normalize_text(" \u200b\n ") is None
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("A fine story. ...more", "A fine story."),
+        ("A fine story...more", "A fine story"),
+        ("Ends with more", "Ends with more"),
+        (" ...more", None),
+        (None, None),
+    ],
+)
+def test_clean_description_drops_the_more_marker(text, expected):
+    assert clean_description(text) == expected

@@ -160,7 +160,35 @@ def test_shrunken_catalogue_is_refused_unless_allowed(tmp_path, site, db_path):
         assert digest(db_path) == before
         allowed = crawl(server.url, db_path, BOOKS_ALLOW_SHRINK="1")
     assert allowed.returncode == 0, allowed.stderr[-2000:]
-    assert digest(db_path) != before
+    db = Database(db_path)
+    assert db["books"].count == 10
+    assert [(r["status"], r["books"], r["removed"]) for r in runs(db_path)] == [
+        ("published", 45, 0), ("published", 10, 35)
+    ]
+
+
+def test_books_the_site_no_longer_has_are_retired(site, db_path):
+    assert crawl(site.url, db_path).returncode == 0
+    unlisted, gone, failing = site.books[7], site.books[8], site.books[9]
+    build_site(site.root, [book for book in site.books if book is not unlisted])
+    site.faults["/" + gone.path] = [404]
+    site.faults["/" + failing.path] = [500] * 4  # every retry fails: keep its last good row
+    result = crawl(site.url, db_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    db = Database(db_path)
+    ids = {row["id"] for row in db["books"].rows}
+    assert ids == {book.id for book in site.books} - {unlisted.id, gone.id}
+    assert not list(db["price_history"].rows_where("book_id in (?, ?)", [unlisted.id, gone.id]))
+    assert runs(db_path)[-1]["removed"] == 2
+
+
+def test_failed_listing_page_retires_nothing(site, db_path):
+    assert crawl(site.url, db_path).returncode == 0
+    site.faults["/catalogue/page-2.html"] = [500] * 4
+    result = crawl(site.url, db_path, BOOKS_ALLOW_SHRINK="1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no book is retired" in result.stderr
+    assert Database(db_path)["books"].count == 45
 
 
 def test_killed_crawl_leaves_published_database_intact(site, db_path):
@@ -218,3 +246,13 @@ def test_concurrent_crawl_is_refused(site, db_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"crawl failed: another crawl is running for {db_path}"
     assert not db_path.exists()
+
+
+def test_progress_is_logged_on_a_timer_too(site, db_path):
+    site.delay = 0.1
+    result = crawl(site.url, db_path, CONCURRENT_REQUESTS="2", BOOKS_PROGRESS_EVERY_BOOKS="0",
+                   BOOKS_PROGRESS_EVERY_SECONDS="0.5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if "Progress: " in line]
+    assert len(lines) >= 3  # at least two timer ticks, then the final line
+    assert lines[-1].endswith("Progress: 45/45 books")

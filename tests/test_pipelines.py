@@ -65,6 +65,7 @@ def test_valid_record_passes():
         ({"upc": None}, "missing upc"),
         ({"id": None}, "missing id"),
         ({"category": None}, "missing category"),
+        ({"category_url": "http://127.0.0.1:8000/catalogue/category/books_1/index.html"}, "bad category url"),
     ],
 )
 def test_invalid_record_is_dropped_and_counted(overrides, reason, caplog):
@@ -81,3 +82,20 @@ def test_rating_out_of_range_is_dropped():
     item = CleanPipeline().process_item(raw_item(rating=7))
     with pytest.raises(DropItem, match="rating out of range"):
         pipeline.process_item(item)
+
+
+def test_second_book_with_the_same_upc_is_dropped():
+    pipeline, stats = validator()
+    first = CleanPipeline().process_item(raw_item(id=1, upc="same"))
+    again = CleanPipeline().process_item(raw_item(id=1, upc="same"))
+    other = CleanPipeline().process_item(raw_item(id=2, upc="same", product_url=URL.replace("_1", "_2")))
+    assert pipeline.process_item(first) is first
+    assert pipeline.process_item(again) is again  # the same book seen twice is not a conflict
+    with pytest.raises(DropItem, match="duplicate upc"):
+        pipeline.process_item(other)
+    assert stats.get_value("books/dropped/duplicate upc") == 1
+
+
+def test_description_loses_the_more_marker():
+    item = ItemAdapter(CleanPipeline().process_item(raw_item(description="It was a dark night. ...more")))
+    assert item["description"] == "It was a dark night."

@@ -32,7 +32,7 @@ def test_schema_is_declared_by_migrations(db):
     assert [(fk.column, fk.other_table) for fk in books.foreign_keys] == [("category_id", "categories")]
     assert books.columns_dict["price"] is float
     assert any(index.unique and index.columns == ["upc"] for index in books.indexes)
-    assert [m.name for m in storage.migrations.applied(db)] == ["m001_initial"]
+    assert [m.name for m in storage.migrations.applied(db)] == ["m001_initial", "m002_crawl_runs_removed"]
     assert storage.migrations.pending(db) == []
 
 
@@ -87,3 +87,22 @@ def test_category_from_url():
         "id": 2, "name": "Travel", "slug": "travel", "url": "http://x/catalogue/category/books/travel_2/index.html"
     }
     assert storage.category_from_url("Books", "http://x/catalogue/category/books_1/index.html") is None
+
+
+def test_a_first_version_database_is_migrated(tmp_path):
+    path = str(tmp_path / "old.db")
+    old = Database(path)
+    storage.migrations.apply(old, stop_before="m002_crawl_runs_removed")
+    assert "removed" not in old["crawl_runs"].columns_dict
+    db = storage.open_books_db(path)
+    assert db["crawl_runs"].columns_dict["removed"] is int
+
+
+def test_remove_books_except_takes_history_and_search_rows_along(db):
+    storage.save_books(db, [record(1, description="whales"), record(2, description="whales"), record(3)])
+    storage.ensure_db_shape(db)
+    assert storage.remove_books_except(db, keep={1, 3}) == 1
+    assert [r["id"] for r in db["books"].rows] == [1, 3]
+    assert [r["book_id"] for r in db["price_history"].rows] == [1, 3]
+    assert [r["id"] for r in db["books"].search("whales")] == [1]
+    assert storage.remove_books_except(db, keep={1, 3}) == 0

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
 import scrapy
 from lxml import etree, html
 from lxml.etree import XPath
 from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from books_scraper.items import BookItem
@@ -21,6 +24,13 @@ _PRODUCT_ID = re.compile(r"_(\d+)/(?:index\.html)?$")
 class BooksSpider(scrapy.Spider):
     name = "books"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the site still lists, for the store to retire books it no longer has.
+        self.listed_book_ids: set[int] = set()
+        self.gone_book_ids: set[int] = set()  # product pages that answered 404 or 410
+        self.listing_failures = 0
+
     async def start(self) -> AsyncIterator[scrapy.Request]:
         start_url = self.settings.get("BOOKS_START_URL")
         yield scrapy.Request(start_url, callback=self.parse, errback=self.on_error)
@@ -31,7 +41,11 @@ class BooksSpider(scrapy.Spider):
             self.crawler.stats.set_value("books/expected", parse_result_count(response))
         self.crawler.stats.inc_value("pages/listing")
         for href in response.css("article.product_pod h3 a::attr(href)").getall():
-            yield response.follow(href, callback=self.parse_book, errback=self.on_error)
+            request = response.follow(href, callback=self.parse_book, errback=self.on_error)
+            book_id = book_id_from_url(request.url)
+            if book_id is not None:
+                self.listed_book_ids.add(book_id)
+            yield request
         next_page = response.css("ul.pager li.next a::attr(href)").get()
         if next_page:
             yield response.follow(next_page, callback=self.parse, errback=self.on_error)
@@ -47,6 +61,16 @@ class BooksSpider(scrapy.Spider):
         request = failure.request
         self.logger.warning("Failed to fetch %s: %s", request.url, failure.getErrorMessage())
         self.crawler.stats.inc_value("pages/failed")
+        if request.callback == self.parse:
+            self.listing_failures += 1
+        elif failure.check(HttpError) and failure.value.response.status in (404, 410):
+            self.gone_book_ids.add(book_id_from_url(request.url))
+
+
+def book_id_from_url(url: str) -> int | None:
+    """'.../a-light-in-the-attic_1000/index.html' -> 1000."""
+    match = _PRODUCT_ID.search(url)
+    return int(match.group(1)) if match else None
 
 
 def parse_result_count(response: Response) -> int | None:
@@ -83,9 +107,8 @@ def parse_book_page(response: Response) -> BookItem:
     category = crumbs[2] if len(crumbs) >= 3 else None  # Home > Books > Category
     image = _IMAGE(article)
     descriptions = _DESCRIPTION(article)
-    id_match = _PRODUCT_ID.search(response.url)
     return BookItem(
-        id=int(id_match.group(1)) if id_match else None,
+        id=book_id_from_url(response.url),
         upc=table.get("UPC"),
         title=_TITLE(main) or None,
         price=table.get("Price (excl. tax)") or _PRICE(main) or None,
