@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import urllib.request
+from urllib.parse import urlencode
 from collections import Counter, defaultdict
 from pathlib import Path
 from statistics import mean
@@ -16,7 +17,7 @@ from serving import ServeProcess, load_metadata, publication
 from sitebuilder import build_site, sample_books
 from support import SiteServer, crawl, query
 
-from books_scraper.serve import PUBLIC_SETTINGS, datasette_command
+from books_scraper.serve import MAX_VALUE_BYTES, PUBLIC_SETTINGS, datasette_command
 
 KNOWN_TITLE = {"fixture-site": "Tipping the Velvet", "generated": "Book number 7"}
 ROUNDED = 0.005 + 1e-9  # round(x, 2) is at most half a penny off, give or take float error
@@ -325,3 +326,16 @@ def test_serve_crawls_when_there_is_no_database_then_serves_it(tmp_path):
     assert databases["operations"]["is_mutable"] is True
     journal = query(operations_db, "select status from crawl_runs")
     assert journal == [{"status": "published"}]
+
+
+async def test_one_query_cannot_build_a_huge_value(ds, published_db):
+    for sql in [f"select randomblob({MAX_VALUE_BYTES + 1})", "select zeroblob(900000000)"]:
+        response = await ds.client.get("/books.json", params={"sql": sql})
+        assert response.status_code == 400, sql
+        assert response.json()["ok"] is False
+        assert "too big" in response.json()["error"]
+    # Every stored value still reads, the longest description included.
+    longest = "select id, description from books order by length(description) desc limit 1"
+    data = await get_json(ds, "/books.json?" + urlencode({"sql": longest, "_shape": "array"}))
+    assert data == query(published_db.path, longest)
+    assert len(data[0]["description"].encode()) < MAX_VALUE_BYTES
