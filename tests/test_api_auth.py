@@ -153,6 +153,7 @@ async def test_form_posts_with_cookies_get_json_errors_not_csrf_pages(api, conte
         ({"username": 1, "password": 2}, 422, "invalid_credentials_body"),
         (["scientist", "x"], 422, "invalid_credentials_body"),
         (b"{not json", 400, "invalid_json"),
+        (b"[" * 2000 + b"]" * 2000, 400, "invalid_json"),  # too deep for the parser
         (b"x" * 5000, 413, "payload_too_large"),
     ],
 )

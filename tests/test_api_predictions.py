@@ -88,6 +88,10 @@ async def test_invalid_json_is_400(writable_api):
     )
     assert_error(response, 400, "invalid_json")
     response = await ds.client.post(
+        "/api/v1/ml/predictions", content=b"[" * 5000 + b"]" * 5000, headers={**ML, "content-type": "application/json"}
+    )
+    assert_error(response, 400, "invalid_json")  # nested too deep for the parser
+    response = await ds.client.post(
         "/api/v1/ml/predictions", content=b"[NaN]", headers={**ML, "content-type": "application/json"}
     )
     assert_error(response, 422)

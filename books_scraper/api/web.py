@@ -82,7 +82,7 @@ async def read_json(request, max_bytes: int) -> Any:
             raise _too_large(max_bytes)
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise ApiError(400, "the request body is not valid JSON", "invalid_json") from None
 
 
