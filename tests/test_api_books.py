@@ -124,6 +124,7 @@ async def test_categories_with_book_counts(api, published_db):
 @pytest.mark.parametrize(
     "path,status,code",
     [
+        ("/api/v1/books?offset=9223372036854775808", 400, "bad_parameter"),  # past SQLite's INTEGER
         ("/api/v1/books?limit=0", 400, "bad_parameter"),
         ("/api/v1/books?limit=abc", 400, "bad_parameter"),
         ("/api/v1/books?limit=100000", 400, "bad_parameter"),
@@ -151,6 +152,12 @@ async def test_categories_with_book_counts(api, published_db):
 )
 async def test_bad_input_is_a_json_error(api, path, status, code):
     assert_error(await api.client.get(path), status, code)
+
+
+async def test_the_largest_offset_is_an_empty_page(api, published_db):
+    response = await api.client.get(f"/api/v1/books?offset={2**63 - 1}")
+    assert response.status_code == 200, response.text
+    assert response.json()["books"] == [] and response.json()["next"] is None
 
 
 @pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])

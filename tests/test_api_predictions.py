@@ -157,6 +157,8 @@ async def test_summary_scores_against_actual_ratings(writable_api):
         ("/api/v1/ml/predictions?limit=0", 400, "bad_parameter"),
         ("/api/v1/ml/predictions?book_id=x", 400, "bad_parameter"),
         ("/api/v1/ml/predictions?offset=-2", 400, "bad_parameter"),
+        ("/api/v1/ml/predictions?offset=99999999999999999999", 400, "bad_parameter"),
+        ("/api/v1/ml/predictions?book_id=99999999999999999999", 400, "bad_parameter"),
         ("/api/v1/ml/predictions/summary?model=" + "m" * 300, 400, "bad_parameter"),
         ("/api/v1/ml/predictions/1", 404, "not_found"),
     ],

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from books_scraper.api.errors import bad_parameter
 
+# SQLite's INTEGER range: the default bounds of every integer parameter (bigger would be a 500).
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off"}
 
@@ -23,8 +25,8 @@ def int_param(
     args: Mapping,
     name: str,
     default: int | None = None,
-    minimum: int | None = None,
-    maximum: int | None = None,
+    minimum: int = INT_MIN,
+    maximum: int = INT_MAX,
 ) -> int | None:
     raw = text_param(args, name)
     if raw is None:
