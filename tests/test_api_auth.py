@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 
 import jwt
@@ -115,6 +117,24 @@ async def test_login_then_post_then_refresh(writable_api):
     refreshed = await ds.client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert refreshed.status_code == 200
     assert auth.read_token(JWT_SECRET, refreshed.json()["access_token"], "access")["sub"] == "scientist"
+
+
+async def test_other_requests_are_answered_while_a_password_is_checked(api, monkeypatch):
+    check, started, finished = auth.verify_password, threading.Event(), []
+
+    def slow_check(password, encoded):
+        started.set()
+        time.sleep(0.5)
+        finished.append(time.monotonic())
+        return check(password, encoded)
+
+    monkeypatch.setattr(auth, "verify_password", slow_check)
+    logging_in = asyncio.create_task(login(api, "admin", PASSWORDS["admin"]))
+    assert await asyncio.to_thread(started.wait, 5)
+    assert (await api.client.get("/api/v1/health")).status_code == 200
+    answered = time.monotonic()
+    assert (await logging_in).status_code == 200
+    assert answered < finished[0]
 
 
 async def test_login_with_browser_cookies_still_works(api):
