@@ -328,6 +328,19 @@ def test_serve_crawls_when_there_is_no_database_then_serves_it(tmp_path):
     assert journal == [{"status": "published"}]
 
 
+@pytest.mark.parametrize(
+    "path", ["/books/books.json?_sort=description", "/books/books.json?_sort_desc=upc",
+             "/books/books.json?_sort=id&_sort_desc=id", "/books/books?_sort=description"],
+)
+async def test_an_unsortable_column_is_a_400(ds, path):
+    response = await ds.client.get(path)
+    assert response.status_code == 400, response.text[:500]
+    if ".json" in path:
+        assert response.json()["ok"] is False and "sort" in response.json()["error"]
+    else:
+        assert "Cannot sort table by description" in response.text
+
+
 async def test_one_query_cannot_build_a_huge_value(ds, published_db):
     for sql in [f"select randomblob({MAX_VALUE_BYTES + 1})", "select zeroblob(900000000)"]:
         response = await ds.client.get("/books.json", params={"sql": sql})
