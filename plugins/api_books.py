@@ -5,13 +5,19 @@ from datasette import hookimpl
 from books_scraper.api import stats
 from books_scraper.api.cache import cache
 from books_scraper.api.catalogue import (
-    BOOK_SELECT, SORT_CHOICES, BookFilters, book_json, fts_query, list_query,
+    BOOK_SELECT, SORT_CHOICES, BookFilters, book_json, casefold, fts_query, list_query,
 )
 from books_scraper.api.errors import ApiError, bad_parameter
 from books_scraper.api.params import (
     bool_param, choice_param, float_param, int_param, page_param, text_param,
 )
 from books_scraper.api.web import api_route, books_database, json_response, page_body
+
+
+@hookimpl
+def prepare_connection(conn):
+    # For the case-insensitive search: SQLite's LIKE folds ASCII letters only.
+    conn.create_function("casefold", 1, casefold, deterministic=True)
 
 
 @hookimpl

@@ -88,6 +88,19 @@ async def test_search_is_case_insensitive_and_partial(api, published_db):
     )
 
 
+async def test_search_folds_case_beyond_ascii(api, published_db):
+    titles = query(published_db.path, "select id, title from books")
+    expected = sorted(r["id"] for r in titles if "café" in r["title"].casefold())
+    for title in ("café", "CAFÉ", "Café"):
+        page = await get_json(api, f"/api/v1/books/search?title={title}&limit=1000")
+        assert sorted(b["id"] for b in page["books"]) == expected > [], title
+    mystery = await get_json(api, "/api/v1/books/search?category=mystery&limit=1000")
+    long_s = await get_json(api, "/api/v1/books/search?category=MYſTERY&limit=1000")  # ſ folds to s
+    assert long_s["books"] == mystery["books"] and mystery["total"] > 0
+    exact = await get_json(api, "/api/v1/books?category=MYſTERY&sort=title&limit=1000")
+    assert exact["books"] == mystery["books"]
+
+
 async def test_search_takes_like_wildcards_literally(api):
     page = await get_json(api, "/api/v1/books/search?title=%25%25%25")
     assert page["total"] == 0

@@ -26,9 +26,9 @@ SORT_CHOICES = [prefix + name for name in SORTS for prefix in ("", "-")]
 
 @dataclass(frozen=True)
 class BookFilters:
-    category: str | None = None  # exact name or slug, any case
-    category_like: str | None = None  # partial name, any case
-    title_like: str | None = None  # partial title, any case
+    category: str | None = None  # exact name or slug, any case (Unicode case folding)
+    category_like: str | None = None  # partial name, any case (Unicode case folding)
+    title_like: str | None = None  # partial title, any case (Unicode case folding)
     min_price: float | None = None
     max_price: float | None = None
     min_rating: int | None = None
@@ -42,16 +42,17 @@ def where_clause(filters: BookFilters) -> tuple[str, dict]:
     if filters.category is not None:
         conditions.append(
             "b.category_id in (select id from categories"
-            " where name = :category collate nocase or slug = :category collate nocase)"
+            " where casefold(name) = casefold(:category) or casefold(slug) = casefold(:category))"
         )
         params["category"] = filters.category
     if filters.category_like is not None:
         conditions.append(
-            "b.category_id in (select id from categories where name like :category_like escape '\\')"
+            "b.category_id in (select id from categories"
+            " where casefold(name) like casefold(:category_like) escape '\\')"
         )
         params["category_like"] = like_pattern(filters.category_like)
     if filters.title_like is not None:
-        conditions.append("b.title like :title_like escape '\\'")
+        conditions.append("casefold(b.title) like casefold(:title_like) escape '\\'")
         params["title_like"] = like_pattern(filters.title_like)
     if filters.min_price is not None:
         conditions.append("b.price >= :min_price")
@@ -84,6 +85,11 @@ def list_query(filters: BookFilters, sort: str, limit: int, offset: int) -> tupl
     page_sql = f"{BOOK_SELECT}{where}{order_clause(sort)} limit :limit offset :offset"
     count_sql = f"select count(*) from books b{where}"
     return page_sql, count_sql, {**params, "limit": limit, "offset": offset}
+
+
+def casefold(text):
+    """SQL casefold(): Unicode case folding, where SQLite's lower() and LIKE fold ASCII only."""
+    return text.casefold() if isinstance(text, str) else text
 
 
 def like_pattern(text: str) -> str:
