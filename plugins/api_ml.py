@@ -5,7 +5,7 @@ from datasette.utils.asgi import AsgiStream
 
 from books_scraper.api import stats
 from books_scraper.api.cache import cache
-from books_scraper.api.params import choice_param, float_param, int_param, page_param
+from books_scraper.api.params import INT_MAX, choice_param, float_param, int_param, page_param
 from books_scraper.api.training import (
     TRAINING_COLUMNS, TRAINING_SELECT, csv_chunk, keep, ndjson_chunk,
 )
@@ -29,7 +29,8 @@ async def features(request, datasette):
     rows = await cache.get(books_database(datasette), "features", stats.features)
     if output == "csv":
         return _stream(lambda: _chunks(rows), stats.FEATURE_COLUMNS, "csv", "features.csv")
-    page = page_param(request.args, default=1000, maximum=10_000)
+    # One row per book: every row unless the client pages (the rows are in memory already).
+    page = page_param(request.args, default=max(len(rows), 1), maximum=INT_MAX)
     window = rows[page.offset : page.offset + page.limit]
     return json_response(page_body(request, datasette, "features", window, len(rows), page))
 

@@ -1,11 +1,12 @@
-"""GET /api/v1/stats/overview and /api/v1/stats/categories, computed once per published database."""
+"""GET /api/v1/stats/overview and /api/v1/stats/categories, computed once per published database.
+
+/stats/categories is a bare list, the shape the Flask-era clients read (one row per category: ~50)."""
 
 from datasette import hookimpl
 
 from books_scraper.api import stats
 from books_scraper.api.cache import cache
-from books_scraper.api.params import page_param
-from books_scraper.api.web import api_route, books_database, json_response, page_body
+from books_scraper.api.web import api_route, books_database, json_response
 
 
 @hookimpl
@@ -21,7 +22,4 @@ async def overview(request, datasette):
 
 
 async def categories(request, datasette):
-    rows = await cache.get(books_database(datasette), "category_stats", stats.category_stats)
-    page = page_param(request.args, default=1000)
-    body = page_body(request, datasette, "categories", rows[page.offset : page.offset + page.limit], len(rows), page)
-    return json_response(body)
+    return json_response(await cache.get(books_database(datasette), "category_stats", stats.category_stats))

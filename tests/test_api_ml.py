@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 
 import pytest
-from api_support import assert_error
+from api_support import assert_error, make_datasette
 from support import query
 
 from books_scraper.api.training import TRAINING_COLUMNS
@@ -29,6 +30,21 @@ async def test_features_json_pages_equal_sql(api, published_db):
         url = body["next"]
     assert rows == expected
     assert {row["available"] for row in rows} <= {0, 1}
+
+
+async def test_features_are_every_book_unless_paged(published_copy, api_env):
+    with sqlite3.connect(published_copy.path) as conn:  # more books than any page size so far
+        conn.execute(
+            "with recursive n(i) as (select 1 union all select i + 1 from n where i < 1500)"
+            " insert into books (id, upc, title, price, rating, in_stock, stock_count, category_id, product_url)"
+            " select 100000 + i, 'extra-' || i, 'Extra ' || i, 10, 3, 0, 0, (select min(id) from categories),"
+            " 'http://example.invalid/' || i from n"
+        )
+    conn.close()
+    expected = query(published_copy.path, FEATURES_SQL)
+    body = (await make_datasette(published_copy).client.get("/api/v1/ml/features")).json()
+    assert body["features"] == expected
+    assert body["total"] == body["limit"] == len(expected) and body["offset"] == 0 and body["next"] is None
 
 
 async def test_features_csv_equals_sql(api, published_db):

@@ -48,14 +48,15 @@ async def test_overview_matches_sql(api, published_db):
 
 async def test_category_stats_match_sql(api, published_db):
     body = (await api.client.get("/api/v1/stats/categories")).json()
+    assert isinstance(body, list)  # the issue's (and the Flask clients') shape: a bare list
     expected = query(
         published_db.path,
         "select c.name, count(b.id) as n, avg(b.price) as avg_price, min(b.price) as lo,"
         " max(b.price) as hi, avg(b.rating) as avg_rating from categories c"
         " left join books b on b.category_id = c.id group by c.id order by c.name",
     )
-    assert body["total"] == len(expected) == len(body["categories"])
-    for got, row in zip(body["categories"], expected):
+    assert len(body) == len(expected)
+    for got, row in zip(body, expected):
         assert got["category"] == row["name"]
         assert got["total_books"] == row["n"]
         assert got["min_price"] == row["lo"] and got["max_price"] == row["hi"]
@@ -86,8 +87,6 @@ async def test_a_new_database_file_is_a_new_version(published_copy, api_env):
 @pytest.mark.parametrize(
     "path,status,code",
     [
-        ("/api/v1/stats/categories?limit=0", 400, "bad_parameter"),
-        ("/api/v1/stats/categories?offset=x", 400, "bad_parameter"),
         ("/api/v1/stats/nothing", 404, "not_found"),
     ],
 )

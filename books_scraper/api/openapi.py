@@ -143,12 +143,14 @@ def paths() -> dict:
         ),
         "/api/v1/stats/overview": _get("Catalogue totals", _json(_ref("Overview"), "totals"), errors=()),
         "/api/v1/stats/categories": _get(
-            "Per-category figures", _json(_page_of("categories", _ref("CategoryStats")), "figures"), PAGE
+            "Per-category figures, a bare list",
+            _json({"type": "array", "items": _ref("CategoryStats")}, "one entry per category"),
+            errors=(),
         ),
         "/api/v1/ml/features": _get(
-            "Numeric features, one row per book",
+            "Numeric features, one row per book: every book unless limit is given",
             _tabular("features", _page_of("features", _ref("Features")), ("csv",)),
-            [_query("format", {"type": "string", "enum": ["json", "csv"]}, "json (paginated) or csv (all)"), *PAGE],
+            [_query("format", {"type": "string", "enum": ["json", "csv"]}, "json (the list envelope) or csv"), *PAGE],
         ),
         "/api/v1/ml/training-data": _get(
             "Every book field, optionally one side of a deterministic split",
