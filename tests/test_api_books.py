@@ -177,7 +177,7 @@ async def test_the_largest_offset_is_an_empty_page(api, published_db):
 async def test_wrong_method_is_json_405_with_allow(api, method):
     response = await getattr(api.client, method)("/api/v1/books")
     assert_error(response, 405, "method_not_allowed")
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 async def test_search_route_is_not_taken_for_an_id(api):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 
 from datasette.plugins import pm
+from api_support import value
 from openapi_spec_validator import validate
 
 HTTP_METHODS = {"get", "post", "put", "delete", "patch"}
+EXAMPLE_QUERIES = {"/api/v1/books/search": "?title=a"}
 
 
 def route_template(pattern: str) -> str:
@@ -49,6 +51,18 @@ async def test_openapi_lists_every_registered_route_and_no_other(api):
         assert path in document["paths"]
 
 
+async def described_gets(ds, book_id: int) -> list[tuple[str, dict]]:
+    """(URL, 200 JSON schema) of every described GET, the schema carrying the document's components."""
+    document = (await ds.client.get("/api/v1/openapi.json")).json()
+    gets = []
+    for path, item in document["paths"].items():
+        if "get" in item:
+            url = path.replace("{id}", str(book_id)) + EXAMPLE_QUERIES.get(path, "")
+            schema = item["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+            gets.append((url, {**schema, "components": document["components"]}))
+    return gets
+
+
 async def test_every_described_get_answers(api):
     document = (await api.client.get("/api/v1/openapi.json")).json()
     for path, item in document["paths"].items():
@@ -56,6 +70,13 @@ async def test_every_described_get_answers(api):
             response = await api.client.get(path.replace("{id}", "1") + ("?title=a" if path.endswith("search") else ""))
             assert response.status_code in (200, 404), (path, response.text)
             assert response.headers["content-type"].startswith("application/json")
+
+
+async def test_head_answers_wherever_get_does(api, published_db):
+    for url, _ in await described_gets(api, value(published_db.path, "select min(id) from books")):
+        get, head = await api.client.get(url), await api.client.head(url)
+        assert (head.status_code, get.status_code) == (200, 200), (url, head.text)
+        assert head.headers["content-type"] == get.headers["content-type"], url
 
 
 async def test_error_responses_are_the_envelope(api):

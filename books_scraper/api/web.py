@@ -37,8 +37,13 @@ def error_response(error: ApiError) -> Response:
 
 
 def api_route(**handlers: Handler) -> Callable:
-    """One view per path: dispatch on the method, 405 for the others, ApiError -> envelope."""
+    """One view per path: dispatch on the method, 405 for the others, ApiError -> envelope.
+
+    HEAD is answered wherever GET is, by the GET handler: the server sends its headers, not its body."""
+    declared = tuple(method.upper() for method in handlers)
     methods = {method.upper(): handler for method, handler in handlers.items()}
+    if "GET" in methods:
+        methods["HEAD"] = methods["GET"]
     allow = ", ".join(methods)
 
     async def view(request, datasette):
@@ -53,7 +58,7 @@ def api_route(**handlers: Handler) -> Callable:
         except ApiError as error:
             return error_response(error)
 
-    view.methods = tuple(methods)  # read by the OpenAPI test
+    view.methods = declared  # read by the OpenAPI test (HEAD is implied by GET)
     return view
 
 
