@@ -22,6 +22,12 @@ def _json(schema: dict, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _record(properties: dict, optional: tuple[str, ...] = ()) -> dict:
+    """An object that always carries these keys (the OpenAPI test checks the real answers)."""
+    required = [name for name in properties if name not in optional]
+    return {"type": "object", "required": required, "properties": properties}
+
+
 def _errors(*statuses: int) -> dict:
     return {str(status): {"$ref": "#/components/responses/Error"} for status in statuses}
 
@@ -59,6 +65,12 @@ def _get(summary: str, ok: dict, parameters: list | None = None, errors=(400,)) 
 
 def _book_list(summary: str, parameters: list) -> dict:
     return _get(summary, _json(_page_of("books", _ref("Book")), "a page of books"), parameters + PAGE)
+
+
+def _training_page() -> dict:
+    page = _page_of("books", _ref("TrainingRow"))
+    split = _record({"split": STRING, "test_size": NUMBER, "seed": INTEGER})
+    return {**page, "required": [*page["required"], "split"], "properties": {**page["properties"], "split": split}}
 
 
 def _tabular(description: str, schema: dict, streams: tuple[str, ...]) -> dict:
@@ -154,7 +166,7 @@ def paths() -> dict:
         ),
         "/api/v1/ml/training-data": _get(
             "Every book field, optionally one side of a deterministic split",
-            _tabular("training rows", _page_of("books", _ref("Book")), ("csv", "ndjson")),
+            _tabular("training rows", _training_page(), ("csv", "ndjson")),
             [_query("format", {"type": "string", "enum": ["json", "csv", "ndjson"]}, "csv/ndjson stream everything"),
              *split, *PAGE],
         ),
@@ -198,6 +210,14 @@ def paths() -> dict:
 def schemas() -> dict:
     nullable_number = {"type": "number", "nullable": True}
     nullable_integer = {"type": "integer", "nullable": True}
+    book = {
+        "id": INTEGER, "upc": STRING, "title": STRING, "price": NUMBER,
+        "price_incl_tax": nullable_number, "tax": nullable_number, "currency": NULLABLE_STRING,
+        "rating": INTEGER, "availability": NULLABLE_STRING, "in_stock": {"type": "boolean", "nullable": True},
+        "stock_count": nullable_integer, "category_id": INTEGER, "category": STRING,
+        "description": NULLABLE_STRING, "product_type": NULLABLE_STRING, "number_of_reviews": nullable_integer,
+        "image_url": NULLABLE_STRING, "product_url": STRING, "scraped_at": NULLABLE_STRING,
+    }
     return {
         "Error": {
             "type": "object",
@@ -207,51 +227,43 @@ def schemas() -> dict:
                 "details": {"type": "object"},
             },
         },
-        "Book": {
-            "type": "object",
-            "properties": {
-                "id": INTEGER, "upc": STRING, "title": STRING, "price": NUMBER,
-                "price_incl_tax": nullable_number, "tax": nullable_number, "currency": NULLABLE_STRING,
-                "rating": INTEGER, "availability": NULLABLE_STRING, "in_stock": {"nullable": True},
-                "stock_count": nullable_integer, "category_id": INTEGER, "category": STRING,
-                "category_slug": NULLABLE_STRING, "description": NULLABLE_STRING,
-                "product_type": NULLABLE_STRING, "number_of_reviews": nullable_integer,
-                "image_url": NULLABLE_STRING, "product_url": STRING, "scraped_at": NULLABLE_STRING,
-            },
-        },
-        "Category": {"type": "object", "properties": {
+        "Book": _record({**book, "category_slug": NULLABLE_STRING}),
+        "TrainingRow": _record({**book, "in_stock": {**nullable_integer, "description": "0/1"}}),
+        "Category": _record({
             "id": INTEGER, "name": STRING, "slug": NULLABLE_STRING, "url": NULLABLE_STRING, "book_count": INTEGER,
-        }},
-        "CategoryStats": {"type": "object", "properties": {
+        }),
+        "CategoryStats": _record({
             "category": STRING, "category_id": INTEGER, "slug": NULLABLE_STRING, "total_books": INTEGER,
             "average_price": nullable_number, "min_price": nullable_number, "max_price": nullable_number,
             "average_rating": nullable_number,
-        }},
-        "Overview": {"type": "object", "properties": {
+        }),
+        "Overview": _record({
             "total_books": INTEGER, "total_categories": INTEGER, "average_price": nullable_number,
             "min_price": nullable_number, "max_price": nullable_number,
-            "rating_distribution": {"type": "object", "additionalProperties": INTEGER},
+            "rating_distribution": {
+                **_record({str(stars): INTEGER for stars in range(1, 6)}), "additionalProperties": INTEGER,
+            },
             "in_stock": INTEGER, "out_of_stock": INTEGER, "total_stock": INTEGER,
-        }},
-        "Features": {"type": "object", "properties": {
+        }),
+        "Features": _record({
             "id": INTEGER, "price": NUMBER, "rating": INTEGER, "available": INTEGER,
             "stock_count": nullable_integer, "category_code": INTEGER,
-        }},
+        }),
         "PredictionIn": {"type": "object", "required": ["id", "predicted_rating"], "properties": {
             "id": INTEGER, "predicted_rating": {"type": "number", "minimum": 0, "maximum": 5},
         }},
-        "Prediction": {"type": "object", "properties": {
+        "Prediction": _record({
             "id": INTEGER, "batch_id": STRING, "model": STRING, "book_id": INTEGER,
             "predicted_rating": NUMBER, "actor": NULLABLE_STRING, "created_at": STRING,
-        }},
-        "ModelSummary": {"type": "object", "properties": {
+        }),
+        "ModelSummary": _record({
             "model": STRING, "predictions": INTEGER, "batches": INTEGER, "evaluated": INTEGER,
             "mae": nullable_number, "rmse": nullable_number, "last_prediction_at": STRING,
-        }},
-        "Tokens": {"type": "object", "properties": {
+        }),
+        "Tokens": _record({
             "access_token": STRING, "refresh_token": STRING, "token_type": STRING,
             "expires_in": INTEGER, "refresh_expires_in": INTEGER, "roles": {"type": "array", "items": STRING},
-        }},
+        }, optional=("refresh_token", "refresh_expires_in")),  # refresh answers a new access token only
     }
 
 
