@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -161,7 +162,30 @@ async def test_form_posts_with_cookies_get_json_errors_not_csrf_pages(api, conte
         "/api/v1/auth/login", content=b"username=a&password=b",
         headers={"cookie": "ds_csrftoken=abc", "content-type": content_type},
     )
-    assert_error(response, 400, "invalid_json")
+    assert_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    "content_type,status",
+    [
+        ("application/json", 200),
+        ("application/json; charset=utf-8", 200),
+        ("Application/JSON", 200),
+        ("application/vnd.books+json", 200),
+        ("text/plain", 415),
+        ("application/x-www-form-urlencoded", 415),
+        ("application/jsonp", 415),
+        (None, 415),
+    ],
+)
+async def test_login_takes_json_bodies_only(api, content_type, status):
+    body = json.dumps({"username": "admin", "password": PASSWORDS["admin"]}).encode()
+    headers = {"content-type": content_type} if content_type else {}
+    response = await api.client.post("/api/v1/auth/login", content=body, headers=headers)
+    if status == 200:
+        assert response.status_code == 200, response.text
+    else:
+        assert_error(response, status, "unsupported_media_type")
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,16 @@ async def test_invalid_json_is_400(writable_api):
     assert stored(published.operations_path) == []
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+async def test_a_json_body_not_sent_as_json_is_415(writable_api, content_type):
+    ds, published = writable_api
+    body = json.dumps([{"id": book_ids(published, 1)[0], "predicted_rating": 2}])
+    headers = {**ML, "content-type": content_type} if content_type else ML
+    response = await ds.client.post("/api/v1/ml/predictions", content=body, headers=headers)
+    assert_error(response, 415, "unsupported_media_type")
+    assert stored(published.operations_path) == []
+
+
 async def test_body_over_the_byte_limit_is_413(writable_api):
     ds, published = writable_api
     book = book_ids(published, 1)[0]

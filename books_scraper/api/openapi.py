@@ -113,7 +113,7 @@ def paths() -> dict:
                 }},
                 "the batch was stored",
             ),
-            **_errors(400, 401, 403, 413, 422),
+            **_errors(400, 401, 403, 413, 415, 422),
         },
     }
     return {
@@ -191,7 +191,7 @@ def paths() -> dict:
                     "type": "object", "required": ["username", "password"],
                     "properties": {"username": STRING, "password": STRING},
                 }}}},
-                "responses": {"200": _json(_ref("Tokens"), "tokens"), **_errors(400, 401, 422, 503)},
+                "responses": {"200": _json(_ref("Tokens"), "tokens"), **_errors(400, 401, 415, 422, 503)},
             }
         },
         "/api/v1/auth/refresh": {
@@ -200,7 +200,7 @@ def paths() -> dict:
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["refresh_token"], "properties": {"refresh_token": STRING},
                 }}}},
-                "responses": {"200": _json(_ref("Tokens"), "a new access token"), **_errors(400, 401, 422, 503)},
+                "responses": {"200": _json(_ref("Tokens"), "a new access token"), **_errors(400, 401, 415, 422, 503)},
             }
         },
         "/api/v1/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3"), errors=()),

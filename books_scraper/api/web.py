@@ -72,8 +72,21 @@ def page_body(request, datasette, key: str, rows: list, total: int, page: Page) 
     return {key: rows, "total": total, "limit": page.limit, "offset": page.offset, "next": next_url}
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """application/json or a +json type (application/problem+json ...), any parameters (charset)."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
 async def read_json(request, max_bytes: int) -> Any:
-    """The request body as JSON; 413 past max_bytes without reading further, 400 if not JSON."""
+    """The request body as JSON: 415 unless sent as JSON, 413 past max_bytes without reading further,
+    400 if not JSON."""
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise ApiError(
+            415, "send the body as JSON with Content-Type: application/json", "unsupported_media_type"
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
