@@ -1,4 +1,4 @@
-"""GET /api/v1/health: is the books database reachable, how many books, when the last crawl published."""
+"""GET /api/v1/health: is the books database reachable, how many books, which crawl built it."""
 
 import sqlite3
 
@@ -9,10 +9,11 @@ from books_scraper.api.cache import cache
 from books_scraper.api.errors import ApiError
 from books_scraper.api.web import api_config, api_route, books_database, json_response
 
-LAST_CRAWL_SQL = (
-    "select id, started_at, finished_at, status, books from crawl_runs"
-    " where status = 'published' order by id desc limit 1"
+CRAWL_COLUMNS = "id, started_at, finished_at, status, books"
+LAST_PUBLISHED_SQL = (
+    f"select {CRAWL_COLUMNS} from crawl_runs where status = 'published' order by id desc limit 1"
 )
+LATEST_ATTEMPT_SQL = f"select {CRAWL_COLUMNS} from crawl_runs order by id desc limit 1"
 
 
 @hookimpl
@@ -31,22 +32,23 @@ async def health(request, datasette):
             "status": "ok",
             "database": {"name": db.name, "reachable": True},
             "books": overview["total_books"],
-            "last_crawl": await last_crawl(datasette, db),
+            # The served file's own runs: a newer crawl is only served after a restart.
+            "last_crawl": await first_row(db, LAST_PUBLISHED_SQL),
+            # The operator's journal: the latest attempt, whatever its outcome or whether it is served.
+            "latest_crawl_attempt": await latest_attempt(datasette),
         }
     )
 
 
-async def last_crawl(datasette, books_db):
-    """The operator's journal knows every run; the books database only those that built it."""
-    candidates = []
-    ops_name = api_config(datasette).operations_database
-    if ops_name in datasette.databases:
-        candidates.append(datasette.get_database(ops_name))
-    candidates.append(books_db)
-    for db in candidates:
-        if not await db.table_exists("crawl_runs"):
-            continue
-        row = (await db.execute(LAST_CRAWL_SQL)).first()
-        if row is not None:
-            return dict(row)
-    return None
+async def latest_attempt(datasette):
+    name = api_config(datasette).operations_database
+    if name not in datasette.databases:
+        return None
+    return await first_row(datasette.get_database(name), LATEST_ATTEMPT_SQL)
+
+
+async def first_row(db, sql):
+    if not await db.table_exists("crawl_runs"):
+        return None
+    row = (await db.execute(sql)).first()
+    return dict(row) if row is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 from api_support import assert_error, make_datasette, value
 from support import query
@@ -16,11 +18,24 @@ async def test_health(api, published_db):
     assert body["status"] == "ok" and body["database"] == {"name": "books", "reachable": True}
     assert body["books"] == value(published_db.path, "select count(*) from books")
     last = query(
-        published_db.operations_path,
-        "select * from crawl_runs where status = 'published' order by id desc limit 1",
+        published_db.path, "select * from crawl_runs where status = 'published' order by id desc limit 1"
     )[0]
     assert body["last_crawl"]["id"] == last["id"]
     assert body["last_crawl"]["finished_at"] == last["finished_at"]
+
+
+async def test_health_names_the_crawl_that_built_the_served_file(published_copy, api_env):
+    # A crawl published after the server started: the journal knows it, the served file does not.
+    with sqlite3.connect(published_copy.operations_path) as conn:
+        conn.execute(
+            "insert into crawl_runs (id, started_at, finished_at, status, books)"
+            " values (9999, '2999-01-01T00:00:00+00:00', '2999-01-01T00:10:00+00:00', 'published', 7)"
+        )
+    conn.close()
+    body = (await make_datasette(published_copy).client.get("/api/v1/health")).json()
+    built = query(published_copy.path, "select max(id) as id from crawl_runs where status = 'published'")[0]
+    assert body["last_crawl"]["id"] == built["id"] != 9999
+    assert body["latest_crawl_attempt"]["id"] == 9999
 
 
 async def test_health_without_the_books_database_is_a_json_503(published_db, api_env):

@@ -67,6 +67,14 @@ def _book_list(summary: str, parameters: list) -> dict:
     return _get(summary, _json(_page_of("books", _ref("Book")), "a page of books"), parameters + PAGE)
 
 
+def _crawl_run(description: str) -> dict:
+    run = _record({
+        "id": INTEGER, "started_at": STRING, "finished_at": NULLABLE_STRING, "status": STRING,
+        "books": {"type": "integer", "nullable": True},
+    })
+    return {**run, "nullable": True, "description": description}
+
+
 def _training_page() -> dict:
     page = _page_of("books", _ref("TrainingRow"))
     split = _record({"split": STRING, "test_size": NUMBER, "seed": INTEGER})
@@ -119,10 +127,11 @@ def paths() -> dict:
     return {
         "/api/v1/health": _get(
             "Service health",
-            _json({"type": "object", "properties": {
+            _json(_record({
                 "status": STRING, "database": {"type": "object"}, "books": INTEGER,
-                "last_crawl": {"type": "object", "nullable": True},
-            }}, "the service is up"),
+                "last_crawl": _crawl_run("the last published crawl in the served books database"),
+                "latest_crawl_attempt": _crawl_run("the operations journal's latest attempt, any status"),
+            }), "the service is up"),
             errors=(503,),
         ),
         "/api/v1/books": _book_list("List books", [
