@@ -20,6 +20,14 @@ CATEGORIES = "categories"
 CRAWL_RUNS = "crawl_runs"
 PRICE_HISTORY = "price_history"
 
+# The books table's columns after every migration, in order: the API selects exactly these
+# (a test compares them with a crawled database), so a new column needs a migration and a name here.
+BOOK_COLUMNS: tuple[str, ...] = (
+    "id", "upc", "title", "price", "price_incl_tax", "tax", "currency", "rating", "availability",
+    "in_stock", "stock_count", "category_id", "description", "product_type", "number_of_reviews",
+    "image_url", "product_url", "scraped_at",
+)
+
 # crawl_runs as first created; later migrations add `removed`.
 CRAWL_RUN_COLUMNS: dict[str, type] = {
     "id": int,

@@ -6,9 +6,9 @@ import pytest
 from api_support import assert_error, value
 from support import query
 
-from books_scraper.api.catalogue import BOOK_FIELDS
+from books_scraper.storage import BOOK_COLUMNS
 
-BOOK_KEYS = set(BOOK_FIELDS) | {"category", "category_slug"}
+BOOK_KEYS = set(BOOK_COLUMNS) | {"category", "category_slug"}
 
 
 async def get_json(api, path):
@@ -62,6 +62,15 @@ async def test_full_text_query_matches_fts(api, published_db):
     )
     assert [b["id"] for b in page["books"]] == [r["id"] for r in expected]
     assert page["total"] > 0
+
+
+async def test_book_columns_are_the_tables_and_the_api_answers_them(api, published_db):
+    columns = [r["name"] for r in query(published_db.path, "pragma table_info(books)")]
+    assert list(BOOK_COLUMNS) == columns
+    book = await get_json(api, f"/api/v1/books/{value(published_db.path, 'select min(id) from books')}")
+    assert list(book) == [*columns, "category", "category_slug"]
+    document = await get_json(api, "/api/v1/openapi.json")
+    assert set(document["components"]["schemas"]["Book"]["properties"]) == BOOK_KEYS
 
 
 async def test_one_book_has_every_field_and_its_category(api, published_db):

@@ -9,14 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-BOOK_FIELDS = [
-    "id", "upc", "title", "price", "price_incl_tax", "tax", "currency", "rating", "availability",
-    "in_stock", "stock_count", "category_id", "description", "product_type", "number_of_reviews",
-    "image_url", "product_url", "scraped_at",
-]
+from books_scraper.storage import BOOK_COLUMNS
+
 BOOK_SELECT = (
     "select "
-    + ", ".join(f"b.{name}" for name in BOOK_FIELDS)
+    + ", ".join(f"b.{name}" for name in BOOK_COLUMNS)
     + ", c.name as category, c.slug as category_slug"
     + " from books b join categories c on c.id = b.category_id"
 )

@@ -8,11 +8,11 @@ import io
 import json
 from collections.abc import Iterable
 
-from books_scraper.api.catalogue import BOOK_FIELDS
+from books_scraper.storage import BOOK_COLUMNS
 
-TRAINING_COLUMNS = [*BOOK_FIELDS, "category"]
+TRAINING_COLUMNS = [*BOOK_COLUMNS, "category"]
 TRAINING_SELECT = (
-    "select " + ", ".join(f"b.{name}" for name in BOOK_FIELDS)
+    "select " + ", ".join(f"b.{name}" for name in BOOK_COLUMNS)
     + ", c.name as category from books b join categories c on c.id = b.category_id"
 )
 
