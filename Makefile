@@ -8,6 +8,11 @@ BIN := $(VENV)/bin
 $(BIN)/scrapy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# The test extras (pytest, Playwright, the OpenAPI validator) only where tests run.
+$(VENV)/.test-deps: $(BIN)/scrapy
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
@@ -22,7 +27,7 @@ serve: setup
 
 run: setup serve
 
-test: setup
+test: $(VENV)/.test-deps
 	$(BIN)/python -m pytest -q
 
 clean:
