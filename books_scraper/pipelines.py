@@ -64,15 +64,15 @@ class ValidatePipeline:
         if reason is None and self.upc_owners.setdefault(adapter["upc"], adapter["id"]) != adapter["id"]:
             reason = "duplicate upc"
         if reason:
-            drop(self.stats, adapter.get("product_url"), reason)
+            count_drop(self.stats, adapter.get("product_url"), reason)
+            raise DropItem(reason)
         return item
 
 
-def drop(stats: Any, url: str | None, reason: str) -> None:
-    """Log and count a record that will not be published, then drop it."""
+def count_drop(stats: Any, url: str | None, reason: str) -> None:
+    """Log and count a record that will not be published (crawl_runs.drops reads these stats)."""
     stats.inc_value(f"books/dropped/{reason}")
     logger.warning("Dropped %s: %s", url, reason)
-    raise DropItem(reason)
 
 
 def problem(adapter: ItemAdapter) -> str | None:
@@ -156,14 +156,19 @@ class StorePipeline:
         except sqlite3.IntegrityError:
             # One record clashes with the database (a UPC another book already has): keep the rest.
             for record in records:
-                try:
-                    self.save([record])
-                except sqlite3.IntegrityError as error:
-                    self.stats.inc_value("books/dropped/store conflict")
-                    logger.warning("Dropped %s: store conflict (%s)", record.get("product_url"), error)
+                self.save_one(record)
         except Exception:
             self.write_errors += len(records)
             logger.exception("Could not store %d books", len(records))
+
+    def save_one(self, record: dict[str, Any]) -> None:
+        try:
+            self.save([record])
+        except sqlite3.IntegrityError:
+            count_drop(self.stats, record.get("product_url"), "store conflict")
+        except Exception:
+            self.write_errors += 1
+            logger.exception("Could not store %s", record.get("product_url"))
 
     def save(self, records: list[dict[str, Any]]) -> None:
         added = storage.save_books(self.db, records, run_id=self.run_id)

@@ -256,3 +256,22 @@ def test_progress_is_logged_on_a_timer_too(site, db_path):
     lines = [line for line in result.stderr.splitlines() if "Progress: " in line]
     assert len(lines) >= 3  # at least two timer ticks, then the final line
     assert lines[-1].endswith("Progress: 45/45 books")
+
+
+def test_store_conflict_drops_one_record_and_publishes_the_rest(site, db_path):
+    assert crawl(site.url, db_path).returncode == 0
+    old = site.books[4]
+    renumbered = Book(id=46, title="Book number 5 again", upc=f"upc{old.id:012d}")  # the site re-ids it
+    build_site(site.root, [book for book in site.books if book is not old] + [renumbered])
+    result = crawl(site.url, db_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "store conflict" in result.stderr
+    db = Database(db_path)
+    # The old row held the UPC while this run stored; it is retired at publication, the new one
+    # arrives with the next crawl.
+    assert {book.id for book in site.books} - {row["id"] for row in db["books"].rows} == {old.id}
+    assert db["books"].count == 44
+    last = runs(db_path)[-1]
+    assert (json.loads(last["drops"]), last["removed"]) == ({"store conflict": 1}, 1)
+    assert crawl(site.url, db_path).returncode == 0
+    assert Database(db_path)["books"].get(46)["upc"] == f"upc{old.id:012d}"
