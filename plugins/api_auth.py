@@ -62,10 +62,7 @@ def drop_unset_static_tokens(datasette):
 
 
 async def login(request, datasette):
-    config = api_config(datasette)
-    if not auth.usable_secret(config.jwt_secret):
-        raise ApiError(503, "login is not configured (BOOKS_JWT_SECRET)", "login_unavailable")
-    body = await read_json(request, LOGIN_BODY_BYTES)
+    config, body = await _token_request(request, datasette)
     username = body.get("username") if isinstance(body, dict) else None
     password = body.get("password") if isinstance(body, dict) else None
     if not isinstance(username, str) or not isinstance(password, str):
@@ -75,52 +72,49 @@ async def login(request, datasette):
     if user is None:
         raise ApiError(401, "wrong username or password", "invalid_credentials")
     roles = auth.actor_roles(user)
+    refresh_token = auth.issue_token(
+        config.jwt_secret, subject=username, roles=roles, kind="refresh", ttl=config.refresh_token_ttl
+    )
     return json_response(
         {
-            "access_token": auth.issue_token(
-                config.jwt_secret, subject=username, roles=roles, kind="access",
-                ttl=config.access_token_ttl,
-            ),
-            "refresh_token": auth.issue_token(
-                config.jwt_secret, subject=username, roles=roles, kind="refresh",
-                ttl=config.refresh_token_ttl,
-            ),
-            "token_type": "Bearer",
-            "expires_in": config.access_token_ttl,
+            **_access_token(config, username, roles),
+            "refresh_token": refresh_token,
             "refresh_expires_in": config.refresh_token_ttl,
-            "roles": sorted(roles),
         }
     )
 
 
 async def refresh(request, datasette):
-    config = api_config(datasette)
-    if not auth.usable_secret(config.jwt_secret):
-        raise ApiError(503, "login is not configured (BOOKS_JWT_SECRET)", "login_unavailable")
-    body = await read_json(request, LOGIN_BODY_BYTES)
+    config, body = await _token_request(request, datasette)
     token = body.get("refresh_token") if isinstance(body, dict) else None
     if not isinstance(token, str):
         raise ApiError(422, "send {\"refresh_token\": ...}", "invalid_refresh_body")
     claims = auth.read_token(config.jwt_secret, token, "refresh")
     # Roles come from today's configuration: a removed user cannot refresh.
-    user = next(
-        (u for u in config.users if claims and u.get("username") == claims["sub"] and u.get("password_hash")),
-        None,
-    )
+    user = auth.configured_user(config.users, claims["sub"]) if claims else None
     if user is None:
         raise ApiError(
             401, "the refresh token is invalid or expired", "invalid_token",
             headers={"WWW-Authenticate": 'Bearer realm="books-api", error="invalid_token"'},
         )
-    roles = auth.actor_roles(user)
-    return json_response(
-        {
-            "access_token": auth.issue_token(
-                config.jwt_secret, subject=claims["sub"], roles=roles, kind="access",
-                ttl=config.access_token_ttl,
-            ),
-            "token_type": "Bearer",
-            "expires_in": config.access_token_ttl,
-            "roles": sorted(roles),
-        }
+    return json_response(_access_token(config, claims["sub"], auth.actor_roles(user)))
+
+
+async def _token_request(request, datasette):
+    """The API configuration and the JSON body of a login or refresh; 503 without a JWT secret."""
+    config = api_config(datasette)
+    if not auth.usable_secret(config.jwt_secret):
+        raise ApiError(503, "login is not configured (BOOKS_JWT_SECRET)", "login_unavailable")
+    return config, await read_json(request, LOGIN_BODY_BYTES)
+
+
+def _access_token(config, subject, roles) -> dict:
+    token = auth.issue_token(
+        config.jwt_secret, subject=subject, roles=roles, kind="access", ttl=config.access_token_ttl
     )
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": config.access_token_ttl,
+        "roles": sorted(roles),
+    }

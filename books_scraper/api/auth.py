@@ -66,16 +66,26 @@ def verify_password(password: str, encoded: str | None) -> bool:
         return False
 
 
-def find_user(users: Iterable[Mapping[str, Any]], username: str, password: str) -> dict | None:
+def login_users(users: Iterable[Any]) -> list[Mapping[str, Any]]:
+    """The configured users who can log in: a user whose hash is unset cannot."""
+    return [user for user in users if isinstance(user, Mapping) and user.get("password_hash")]
+
+
+def configured_user(users: Iterable[Any], username: str) -> dict | None:
+    match = next((user for user in login_users(users) if user.get("username") == username), None)
+    return dict(match) if match is not None else None
+
+
+def find_user(users: Iterable[Any], username: str, password: str) -> dict | None:
     """The configured user with this name and password, checking a hash even for unknown names."""
-    users = [user for user in users if isinstance(user, Mapping) and user.get("password_hash")]
-    match = next((user for user in users if user.get("username") == username), None)
+    match = configured_user(users, username)
     if match is None:
         # Spend the same time as a real check so unknown names cannot be told apart.
-        if users:
-            verify_password(password, users[0]["password_hash"])
+        candidates = login_users(users)
+        if candidates:
+            verify_password(password, candidates[0]["password_hash"])
         return None
-    return dict(match) if verify_password(password, match["password_hash"]) else None
+    return match if verify_password(password, match["password_hash"]) else None
 
 
 def usable_secret(secret: str | None) -> bool:
