@@ -21,6 +21,15 @@ SORTS = {"id": "b.id", "price": "b.price", "rating": "b.rating", "title": "b.tit
 SORT_CHOICES = [prefix + name for name in SORTS for prefix in ("", "-")]
 
 
+# Filters that compare one indexed column with the parameter of the same name.
+COMPARISONS = {
+    "min_price": "b.price >= :min_price",
+    "max_price": "b.price <= :max_price",
+    "min_rating": "b.rating >= :min_rating",
+    "in_stock": "b.in_stock = :in_stock",
+}
+
+
 @dataclass(frozen=True)
 class BookFilters:
     category: str | None = None  # exact name or slug, any case (Unicode case folding)
@@ -51,18 +60,11 @@ def where_clause(filters: BookFilters) -> tuple[str, dict]:
     if filters.title_like is not None:
         conditions.append("casefold(b.title) like casefold(:title_like) escape '\\'")
         params["title_like"] = like_pattern(filters.title_like)
-    if filters.min_price is not None:
-        conditions.append("b.price >= :min_price")
-        params["min_price"] = filters.min_price
-    if filters.max_price is not None:
-        conditions.append("b.price <= :max_price")
-        params["max_price"] = filters.max_price
-    if filters.min_rating is not None:
-        conditions.append("b.rating >= :min_rating")
-        params["min_rating"] = filters.min_rating
-    if filters.in_stock is not None:
-        conditions.append("b.in_stock = :in_stock")
-        params["in_stock"] = int(filters.in_stock)
+    for name, condition in COMPARISONS.items():
+        value = getattr(filters, name)
+        if value is not None:
+            conditions.append(condition)
+            params[name] = int(value) if isinstance(value, bool) else value
     if filters.q is not None:
         conditions.append("b.id in (select rowid from books_fts where books_fts match :q)")
         params["q"] = filters.q
