@@ -36,7 +36,12 @@ class Book:
         return re.sub(r"[^a-z0-9]+", "-", self.category.lower()).strip("-")
 
 
-def product_page(book: Book) -> str:
+# What the real product pages end with: other books, in listing markup, inside the product's article.
+RECENTLY_VIEWED = [Book(id=999, title="Someone Else's Book", price="£99.99", rating="One",
+                        availability="Out of stock", category="Fiction", category_id=10)]
+
+
+def product_page(book: Book, recently_viewed: list[Book] = RECENTLY_VIEWED) -> str:
     e = html.escape
     rating = f'<p class="star-rating {book.rating}">' if book.rating else '<p class="rating">'
     price_row = f"<tr><th>Price (excl. tax)</th><td>{e(book.price)}</td></tr>" if book.price else ""
@@ -77,14 +82,17 @@ def product_page(book: Book) -> str:
 <tr><th>Tax</th><td>£0.00</td></tr>
 <tr><th>Availability</th><td>{e(book.availability)}</td></tr>
 <tr><th>Number of reviews</th><td>{book.reviews}</td></tr>
-</table></article></body></html>
+</table>
+<div class="sub-header"><h2>Products you recently viewed</h2></div>
+<ol class="row">{product_pods(recently_viewed, prefix="../")}</ol>
+</article></body></html>
 """
 
 
-def listing_page(books: list[Book], total: int, page: int, pages: int, prefix: str) -> str:
-    """A listing page; `prefix` is how product links start ('catalogue/' from the root page)."""
+def product_pods(books: list[Book], prefix: str) -> str:
+    """Books as the listing pages (and a product page's "recently viewed") show them."""
     e = html.escape
-    pods = "\n".join(
+    return "\n".join(
         f"""<li class="col-xs-6 col-sm-4 col-md-3 col-lg-3"><article class="product_pod">
 <p class="star-rating {book.rating or ''}"></p>
 <h3><a href="{prefix}{book.slug}_{book.id}/index.html" title="{e(book.title)}">{e(book.title[:20])}...</a></h3>
@@ -92,6 +100,11 @@ def listing_page(books: list[Book], total: int, page: int, pages: int, prefix: s
 </article></li>"""
         for book in books
     )
+
+
+def listing_page(books: list[Book], total: int, page: int, pages: int, prefix: str) -> str:
+    """A listing page; `prefix` is how product links start ('catalogue/' from the root page)."""
+    pods = product_pods(books, prefix)
     word = "result" if total == 1 else "results"
     next_link = (
         f'<li class="next"><a href="{"catalogue/" if prefix else ""}page-{page + 1}.html">next</a></li>'

@@ -4,7 +4,7 @@ from scrapy import Request
 from scrapy.http import HtmlResponse
 from sitebuilder import Book, listing_page, product_page
 
-from books_scraper.spiders.books import BooksSpider, parse_book_page, parse_result_count
+from books_scraper.spiders.books import BooksSpider, page_tree, parse_book_page, parse_result_count
 
 ROOT = "http://127.0.0.1:8000/"
 
@@ -84,11 +84,11 @@ def test_last_listing_page_has_no_next():
 def test_result_count_one_result_category():
     response = response_for(ROOT + "catalogue/category/books/erotica_50/index.html",
                             listing_page([Book(id=4, title="Only")], total=1, page=1, pages=1, prefix=""))
-    assert parse_result_count(response) == 1
+    assert parse_result_count(page_tree(response)) == 1
 
 
 def test_result_count_absent():
-    assert parse_result_count(response_for(ROOT, "<html><body>nothing</body></html>")) is None
+    assert parse_result_count(page_tree(response_for(ROOT, "<html><body>nothing</body></html>"))) is None
 
 
 def _crawler_with_stats():
@@ -103,3 +103,37 @@ def test_empty_or_foreign_page_gives_an_empty_record():
     for body in ("", "<html><body><p>Service unavailable</p></body></html>"):
         item = parse_book_page(response_for(ROOT + "catalogue/x_77/index.html", body))
         assert (item.id, item.upc, item.title, item.price, item.category) == (77, None, None, None, None)
+
+
+def test_other_books_on_the_page_never_fill_a_missing_field():
+    # Product pages end with other books (recently viewed). A field the book lacks makes the
+    # spider read the whole page, which must still not take that field from another book.
+    item = parse_book_page(book_response(Book(id=9, title="X", rating=None, price=None, description=None)))
+    assert (item.title, item.rating, item.price, item.description) == ("X", None, None, None)
+
+
+def test_product_information_after_the_other_books_is_still_read():
+    book = Book(id=12, title="Moved Around", upc="u12")
+    page = product_page(book)
+    others = page[page.index('<div class="sub-header"><h2>Products you recently viewed') : page.index("</ol>") + 5]
+    page = page.replace(others, "").replace('<div class="sub-header"><h2>Product Information', others + '<div class="sub-header"><h2>Product Information')
+    assert page.index("recently viewed") < page.index("<table")
+    item = parse_book_page(response_for(ROOT + book.path, page))
+    assert (item.upc, item.price, item.availability, item.number_of_reviews) == ("u12", "£10.00", "In stock (5 available)", "0")
+
+
+def test_encoding_from_the_content_type_header_wins_over_the_page():
+    book = Book(id=13, title="Café crème")
+    body = product_page(book).encode("iso-8859-1")  # the page itself still says UTF-8
+    response = HtmlResponse(url=ROOT + book.path, body=body,
+                            headers={"Content-Type": "text/html; charset=ISO-8859-1"})
+    item = parse_book_page(response)
+    assert (item.title, item.price) == ("Café crème", "£10.00")
+
+
+def test_encoding_from_the_page_meta_without_a_header_charset():
+    book = Book(id=14, title="Crème brûlée")
+    body = product_page(book).replace("charset=UTF-8", "charset=windows-1252").encode("cp1252")
+    response = HtmlResponse(url=ROOT + book.path, body=body, headers={"Content-Type": "text/html"})
+    item = parse_book_page(response)
+    assert (item.title, item.price) == ("Crème brûlée", "£10.00")
