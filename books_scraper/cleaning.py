@@ -10,6 +10,7 @@ RATING_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 # Byte-order marks and zero-width characters that survive copy-paste into the catalogue.
 _INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060\u00ad]")
 _MONEY = re.compile(r"\d[\d,\s\u00a0]*(?:\.\d+)?")
+_MONEY_SEPARATORS = re.compile(r"[,\s\u00a0]")
 _STOCK_COUNT = re.compile(r"\((\d[\d,]*)\s+available\)")
 
 
@@ -17,6 +18,8 @@ def normalize_text(value: str | None) -> str | None:
     """NFC, invisible characters removed, whitespace collapsed; empty text becomes None."""
     if value is None:
         return None
+    if value.isascii():  # already NFC, and no invisible characters (a constant-time check)
+        return " ".join(value.split()) or None
     text = value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
     text = " ".join(_INVISIBLE.sub("", text).split())
     return text or None
@@ -44,7 +47,7 @@ def parse_money(value: str | float | int | None) -> float | None:
     match = _MONEY.search(text)
     if not match:
         return None
-    amount = float(re.sub(r"[,\s\u00a0]", "", match.group(0)))
+    amount = float(_MONEY_SEPARATORS.sub("", match.group(0)))
     negative = "-" in text[: match.start()]  # '-£3.00' as well as '£-3.00'
     return round(-amount if negative else amount, 2)
 
