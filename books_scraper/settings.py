@@ -48,6 +48,9 @@ EXTENSIONS = {
     "books_scraper.extensions.ProgressLog": 500,
 }
 
+# Skips building the per-item DEBUG log line when DEBUG is not shown (books_scraper/logformatter.py).
+LOG_FORMATTER = "books_scraper.logformatter.BooksLogFormatter"
+
 FEED_EXPORT_FIELDS = RECORD_FIELDS
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = os.environ.get("BOOKS_LOG_LEVEL", "INFO")
