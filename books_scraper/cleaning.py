@@ -12,6 +12,7 @@ _INVISIBLE = re.compile("[\ufeff\u200b\u200c\u200d\u2060\u00ad]")
 _MONEY = re.compile(r"\d[\d,\s\u00a0]*(?:\.\d+)?")
 _MONEY_SEPARATORS = re.compile(r"[,\s\u00a0]")
 _STOCK_COUNT = re.compile(r"\((\d[\d,]*)\s+available\)")
+_NOT_DIGITS = re.compile(r"\D")
 
 
 def normalize_text(value: str | None) -> str | None:
@@ -78,5 +79,5 @@ def parse_availability(value: str | None) -> tuple[bool, int | None]:
 def parse_int(value: str | int | None) -> int | None:
     if value is None or isinstance(value, int):
         return value
-    digits = re.sub(r"[^\d]", "", value)
+    digits = _NOT_DIGITS.sub("", value)
     return int(digits) if digits else None

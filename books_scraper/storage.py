@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlparse
 
@@ -129,10 +130,16 @@ _CATEGORY_PATH = re.compile(r"/category/books/(?P<slug>[^/]+?)_(?P<id>\d+)/")
 
 def category_from_url(name: str, url: str) -> dict[str, Any] | None:
     """'.../category/books/travel_2/index.html' -> {id: 2, slug: 'travel', name, url}."""
-    match = _CATEGORY_PATH.search(urlparse(url).path)
-    if not match:
+    key = _category_key(url)
+    if key is None:
         return None
-    return {"id": int(match["id"]), "name": name, "slug": match["slug"], "url": url}
+    return {"id": key[0], "name": name, "slug": key[1], "url": url}
+
+
+@lru_cache(maxsize=1024)  # every book names its category's URL: the site has 50
+def _category_key(url: str) -> tuple[int, str] | None:
+    match = _CATEGORY_PATH.search(urlparse(url).path)
+    return (int(match["id"]), match["slug"]) if match else None
 
 
 def book_row(record: Mapping[str, Any], category_id: int) -> dict[str, Any]:
