@@ -1,0 +1,87 @@
+"""Where the full crawl's extra CPU time goes: each stage of it against the bare fetch, interleaved.
+
+Serves the real site's copy like crawl_bench.py and runs, in turn and alternating the order:
+bare fetch, follow (listing pages parsed, product pages fetched but not read), parse (product pages
+parsed too), items (records handed to Scrapy, no pipelines) and full (`scrapy crawl books`).
+Usage: python bench/breakdown.py [--runs 7] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from crawl_bench import SITE, free_port, page_urls, run, settings_args, wait_until_serving
+
+STAGES = [
+    ("bare", "the bare fetch of the same 1050 URLs"),
+    ("follow", "listing pages parsed, product links followed"),
+    ("parse", "product pages parsed into records"),
+    ("items", "records handed to Scrapy's item path (no pipelines)"),
+    ("full", "clean, validate, store, publish: `scrapy crawl books`"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--concurrency", type=int, default=16)
+    options = parser.parse_args()
+    if not SITE.is_dir():
+        sys.exit(f"the real site's copy is absent: {SITE}")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    common = {
+        "AUTOTHROTTLE_ENABLED": "0",
+        "CONCURRENT_REQUESTS": str(options.concurrency),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": str(options.concurrency),
+        "LOG_LEVEL": "WARNING",
+        "BOOKS_START_URL": base,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(SITE), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    cpu: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    try:
+        wait_until_serving(base)
+        with tempfile.TemporaryDirectory() as work:
+            urls = Path(work) / "urls.txt"
+            urls.write_text("\n".join(page_urls(base)))
+            scrapy = [sys.executable, "-m", "scrapy"]
+            for index in range(options.runs):
+                commands = {
+                    "bare": scrapy + ["runspider", "bench/bare_spider.py", "-a", f"urls={urls}"],
+                    "full": scrapy + ["crawl", "books", "-s", f"BOOKS_DB_PATH={work}/books-{index}.db",
+                                      "-s", f"BOOKS_OPS_DB_PATH={work}/operations.db"],
+                    **{
+                        stage: scrapy + ["runspider", "bench/stage_spider.py", "-a", f"stage={stage}"]
+                        for stage in ("follow", "parse", "items")
+                    },
+                }
+                order = [name for name, _ in STAGES]
+                for name in order if index % 2 == 0 else reversed(order):
+                    cpu[name].append(run(commands[name] + settings_args(common))["cpu"])
+                    print(f"run {index + 1} {name}: {cpu[name][-1]:.2f} s", file=sys.stderr)
+    finally:
+        server.terminate()
+        server.wait()
+
+    print(f"{options.runs} interleaved runs each, concurrency {options.concurrency}; CPU seconds, median\n")
+    print("| stage | CPU s | added | / bare |")
+    print("|---|---|---|---|")
+    bare = previous = statistics.median(cpu["bare"])
+    for name, what in STAGES:
+        median = statistics.median(cpu[name])
+        added = "" if name == "bare" else f"{median - previous:+.2f}"
+        print(f"| {name}: {what} | {median:.2f} | {added} | {median / bare:.2f}x |")
+        previous = median
+
+
+if __name__ == "__main__":
+    main()
