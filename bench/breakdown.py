@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from crawl_bench import SITE, free_port, page_urls, run, settings_args, wait_until_serving
+from crawl_bench import SITE, crawl_settings, free_port, page_urls, run, serve_site, settings_args
 
 STAGES = [
     ("bare", "the bare fetch of the same 1050 URLs"),
@@ -33,44 +32,26 @@ def main() -> None:
     options = parser.parse_args()
     if not SITE.is_dir():
         sys.exit(f"the real site's copy is absent: {SITE}")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/"
-    common = {
-        "AUTOTHROTTLE_ENABLED": "0",
-        "CONCURRENT_REQUESTS": str(options.concurrency),
-        "CONCURRENT_REQUESTS_PER_DOMAIN": str(options.concurrency),
-        "LOG_LEVEL": "WARNING",
-        "BOOKS_START_URL": base,
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(SITE), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     cpu: dict[str, list[float]] = {name: [] for name, _ in STAGES}
-    try:
-        wait_until_serving(base)
-        with tempfile.TemporaryDirectory() as work:
-            urls = Path(work) / "urls.txt"
-            urls.write_text("\n".join(page_urls(base)))
-            scrapy = [sys.executable, "-m", "scrapy"]
-            for index in range(options.runs):
-                commands = {
-                    "bare": scrapy + ["runspider", "bench/bare_spider.py", "-a", f"urls={urls}"],
-                    "full": scrapy + ["crawl", "books", "-s", f"BOOKS_DB_PATH={work}/books-{index}.db",
-                                      "-s", f"BOOKS_OPS_DB_PATH={work}/operations.db"],
-                    **{
-                        stage: scrapy + ["runspider", "bench/stage_spider.py", "-a", f"stage={stage}"]
-                        for stage in ("follow", "parse", "items")
-                    },
-                }
-                order = [name for name, _ in STAGES]
-                for name in order if index % 2 == 0 else reversed(order):
-                    cpu[name].append(run(commands[name] + settings_args(common))["cpu"])
-                    print(f"run {index + 1} {name}: {cpu[name][-1]:.2f} s", file=sys.stderr)
-    finally:
-        server.terminate()
-        server.wait()
+    with serve_site(free_port()) as base, tempfile.TemporaryDirectory() as work:
+        common = {**crawl_settings(options.concurrency), "BOOKS_START_URL": base}
+        urls = Path(work) / "urls.txt"
+        urls.write_text("\n".join(page_urls(base)))
+        scrapy = [sys.executable, "-m", "scrapy"]
+        for index in range(options.runs):
+            commands = {
+                "bare": scrapy + ["runspider", "bench/bare_spider.py", "-a", f"urls={urls}"],
+                "full": scrapy + ["crawl", "books", "-s", f"BOOKS_DB_PATH={work}/books-{index}.db",
+                                  "-s", f"BOOKS_OPS_DB_PATH={work}/operations.db"],
+                **{
+                    stage: scrapy + ["runspider", "bench/stage_spider.py", "-a", f"stage={stage}"]
+                    for stage in ("follow", "parse", "items")
+                },
+            }
+            order = [name for name, _ in STAGES]
+            for name in order if index % 2 == 0 else reversed(order):
+                cpu[name].append(run(commands[name] + settings_args(common))["cpu"])
+                print(f"run {index + 1} {name}: {cpu[name][-1]:.2f} s", file=sys.stderr)
 
     print(f"{options.runs} interleaved runs each, concurrency {options.concurrency}; CPU seconds, median\n")
     print("| stage | CPU s | added | / bare |")

@@ -16,6 +16,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -64,6 +66,35 @@ def wait_until_serving(url: str, seconds: float = 30) -> None:
             time.sleep(0.2)
 
 
+@contextmanager
+def serve_site(port: int) -> Iterator[str]:
+    """The real site's copy served on 127.0.0.1 by `python -m http.server`; yields its base URL."""
+    base = f"http://127.0.0.1:{port}/"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(SITE), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_serving(base)
+        if server.poll() is not None:
+            sys.exit(f"could not serve the site on port {port}")
+        yield base
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def crawl_settings(concurrency: int) -> dict[str, str]:
+    """What every measured crawl runs with: no AutoThrottle, the given concurrency, quiet logs."""
+    return {
+        "AUTOTHROTTLE_ENABLED": "0",
+        "CONCURRENT_REQUESTS": str(concurrency),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": str(concurrency),
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 def settings_args(settings: dict[str, str]) -> list[str]:
     return [arg for name, value in settings.items() for arg in ("-s", f"{name}={value}")]
 
@@ -77,44 +108,25 @@ def main() -> None:
     if not SITE.is_dir():
         sys.exit(f"the real site's copy is absent: {SITE}")
 
-    port = options.port or free_port()
-    base = f"http://127.0.0.1:{port}/"
-    common = {
-        "AUTOTHROTTLE_ENABLED": "0",
-        "CONCURRENT_REQUESTS": str(options.concurrency),
-        "CONCURRENT_REQUESTS_PER_DOMAIN": str(options.concurrency),
-        "LOG_LEVEL": "WARNING",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(SITE), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    common = crawl_settings(options.concurrency)
     results: dict[str, list[dict[str, float]]] = {"full": [], "bare": []}
-    try:
-        wait_until_serving(base)
-        if server.poll() is not None:
-            sys.exit(f"could not serve the site on port {port}")
-        with tempfile.TemporaryDirectory() as work:
-            urls = Path(work) / "urls.txt"
-            urls.write_text("\n".join(page_urls(base)))
-            pages = len(page_urls(base))
-            scrapy = [sys.executable, "-m", "scrapy"]
-            for index in range(options.runs):
-                db = Path(work) / f"books-{index}.db"
-                full = scrapy + ["crawl", "books"] + settings_args(
-                    {**common, "BOOKS_START_URL": base, "BOOKS_DB_PATH": str(db),
-                     "BOOKS_OPS_DB_PATH": str(Path(work) / "operations.db")}
-                )
-                bare = scrapy + ["runspider", "bench/bare_spider.py", "-a", f"urls={urls}"] + settings_args(common)
-                # Alternate which goes first so drift on the machine hits both alike.
-                order = [("full", full), ("bare", bare)] if index % 2 == 0 else [("bare", bare), ("full", full)]
-                for name, command in order:
-                    results[name].append(run(command))
-                    print(f"run {index + 1} {name}: {results[name][-1]}", file=sys.stderr)
-    finally:
-        server.terminate()
-        server.wait()
+    with serve_site(options.port or free_port()) as base, tempfile.TemporaryDirectory() as work:
+        urls = Path(work) / "urls.txt"
+        urls.write_text("\n".join(page_urls(base)))
+        pages = len(page_urls(base))
+        scrapy = [sys.executable, "-m", "scrapy"]
+        for index in range(options.runs):
+            db = Path(work) / f"books-{index}.db"
+            full = scrapy + ["crawl", "books"] + settings_args(
+                {**common, "BOOKS_START_URL": base, "BOOKS_DB_PATH": str(db),
+                 "BOOKS_OPS_DB_PATH": str(Path(work) / "operations.db")}
+            )
+            bare = scrapy + ["runspider", "bench/bare_spider.py", "-a", f"urls={urls}"] + settings_args(common)
+            # Alternate which goes first so drift on the machine hits both alike.
+            order = [("full", full), ("bare", bare)] if index % 2 == 0 else [("bare", bare), ("full", full)]
+            for name, command in order:
+                results[name].append(run(command))
+                print(f"run {index + 1} {name}: {results[name][-1]}", file=sys.stderr)
     report(results, pages, options)
 
 
