@@ -137,3 +137,12 @@ def test_encoding_from_the_page_meta_without_a_header_charset():
     response = HtmlResponse(url=ROOT + book.path, body=body, headers={"Content-Type": "text/html"})
     item = parse_book_page(response)
     assert (item.title, item.price) == ("Crème brûlée", "£10.00")
+
+
+def test_a_binary_response_gives_an_empty_record_not_an_error():
+    from scrapy.http import Response
+
+    response = Response(url=ROOT + "catalogue/x_78/index.html", body=b"\x00\xff",
+                        headers={"Content-Type": "application/octet-stream; charset=binary"})
+    item = parse_book_page(response)
+    assert (item.id, item.upc, item.title) == (78, None, None)

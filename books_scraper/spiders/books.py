@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 import scrapy
-from scrapy.http import Response
+from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 from twisted.python.failure import Failure
@@ -143,7 +143,8 @@ def page_tree(response: Response, body: bytes | None = None) -> LexborHTMLParser
     byte-order mark or the page's <meta charset>, else UTF-8.
     """
     body = response.body if body is None else body
-    if b"charset=" in (response.headers.get(b"Content-Type") or b"").lower():
+    content_type = (response.headers.get(b"Content-Type") or b"").lower()
+    if b"charset=" in content_type and isinstance(response, TextResponse):
         encoding = response.encoding  # Scrapy's reading of the header
         if not _is_utf8(encoding):
             return LexborHTMLParser(body.decode(encoding, errors="replace"))
