@@ -36,7 +36,10 @@ RETRY_TIMES = 3
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 HTTPCACHE_ENABLED = False
 HTTPCACHE_DIR = "httpcache"
+# No remote code execution during a crawl: Scrapy 2.19's remote-control server (on by default) runs
+# code sent to it and leaves job files under ~/.local/state/scrapy/; the telnet console does the same.
 TELNETCONSOLE_ENABLED = False
+REMOTE_CONTROL_ENABLED = False
 COOKIES_ENABLED = False
 
 ITEM_PIPELINES = {
@@ -46,6 +49,8 @@ ITEM_PIPELINES = {
 }
 EXTENSIONS = {
     "books_scraper.extensions.ProgressLog": 500,
+    "scrapy.extensions.remote_control.RemoteControl": None,
+    "scrapy.extensions.telnet.TelnetConsole": None,
 }
 
 # Skips building the per-item DEBUG log line when DEBUG is not shown (books_scraper/logformatter.py).

@@ -60,9 +60,15 @@ class SiteServer:
 
 
 def crawl(
-    start_url: str, db_path: Path, *args: str, timeout: float = 300, **settings: str
+    start_url: str,
+    db_path: Path,
+    *args: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    **settings: str,
 ) -> subprocess.CompletedProcess:
-    """Run the real `scrapy crawl books` in a subprocess from the project directory."""
+    """Run the real `scrapy crawl books` in a subprocess from the project directory
+    (`env` adds environment variables to the inherited ones, less any BOOKS_*)."""
     command = [sys.executable, "-m", "scrapy", "crawl", "books", *args]
     merged = {
         **FAST,
@@ -73,9 +79,9 @@ def crawl(
     }
     for name, value in merged.items():
         command += ["-s", f"{name}={value}"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKS_")}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("BOOKS_")}
     return subprocess.run(
-        command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout
+        command, cwd=PROJECT, env={**inherited, **(env or {})}, capture_output=True, text=True, timeout=timeout
     )
 
 

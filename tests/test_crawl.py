@@ -64,6 +64,18 @@ def test_crawl_publishes_clean_books(site, db_path):
     assert not list(db_path.parent.glob(".books.db.staging"))
 
 
+def test_nothing_can_drive_the_crawl_from_outside(site, db_path, tmp_path):
+    """Scrapy 2.19 starts a remote-control server that runs code sent to it, unless told not to."""
+    home = tmp_path / "home"
+    home.mkdir()
+    result = crawl(site.url, db_path, env={"HOME": str(home), "XDG_STATE_HOME": str(home / "state")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Remote control" not in result.stderr
+    assert "Telnet console listening" not in result.stderr
+    assert "scrapy.extensions.remote_control.RemoteControl" not in result.stderr
+    assert not [path for path in home.rglob("*") if path.is_file()], "the crawl left files in HOME"
+
+
 def test_export_has_exactly_the_record_fields(site, db_path, tmp_path):
     out = tmp_path / "books.csv"
     result = crawl(site.url, db_path, "-O", str(out))
