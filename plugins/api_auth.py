@@ -27,10 +27,9 @@ def actor_from_request(datasette, request):
     authorization = request.headers.get("authorization") or ""
     if not authorization.startswith("Bearer ") or authorization.count(".") != 2:
         return None  # not a JWT: static tokens are datasette-auth-tokens' job
-    claims = auth.read_token(api_config(datasette).jwt_secret, authorization[7:], "access")
-    if claims is None:
-        return None
-    return {"id": claims["sub"], "roles": claims.get("roles") or [], "auth": "jwt"}
+    config = api_config(datasette)
+    claims = auth.read_token(config.jwt_secret, authorization[7:], "access")
+    return auth.token_actor(config.users, claims) if claims is not None else None
 
 
 @hookimpl

@@ -125,6 +125,18 @@ def read_token(secret: str | None, token: str, kind: str) -> dict | None:
     return claims if claims.get("type") == kind else None
 
 
+def token_actor(users: Iterable[Any], claims: Mapping[str, Any]) -> dict | None:
+    """The actor of a valid access token's claims, or None when the token is trusted past its subject:
+    `sub` names no configured user, or `roles` is not a list of roles that user has today."""
+    user = configured_user(users, claims.get("sub"))
+    roles = claims.get("roles")
+    if user is None or not isinstance(roles, list):
+        return None
+    if not all(isinstance(role, str) for role in roles) or not set(roles) <= actor_roles(user):
+        return None
+    return {"id": user["username"], "roles": sorted(roles), "auth": "jwt"}
+
+
 def main() -> None:
     password = getpass.getpass("Password: ")
     if password != getpass.getpass("Again: "):
