@@ -55,12 +55,15 @@ def browser():
 
 @pytest.fixture
 def page(browser, served):
-    """A fresh page that records script errors and every host it talks to."""
+    """A fresh page that records script errors, CSP refusals and every host it talks to."""
     context = browser.new_context(base_url=served.url)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.errors, page.hosts = [], set()
     page.on("pageerror", lambda error: page.errors.append(str(error)))
+    # The Content-Security-Policy must let every page work: a refused script or style is logged here.
+    page.on("console", lambda message: page.errors.append(message.text)
+            if "Content Security Policy" in message.text else None)
     page.on("request", lambda request: page.hosts.add(urlsplit(request.url).netloc))
     yield page
     context.close()
