@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 
@@ -13,6 +14,8 @@ _MONEY = re.compile(r"\d[\d,\s\u00a0]*(?:\.\d+)?")
 _MONEY_SEPARATORS = re.compile(r"[,\s\u00a0]")
 _STOCK_COUNT = re.compile(r"\((\d[\d,]*)\s+available\)")
 _NOT_DIGITS = re.compile(r"\D")
+# The largest number SQLite stores as INTEGER; a bigger one would fail the whole write batch.
+_MAX_INTEGER = 2**63 - 1
 
 
 def normalize_text(value: str | None) -> str | None:
@@ -21,9 +24,11 @@ def normalize_text(value: str | None) -> str | None:
         return None
     if value.isascii():  # already NFC, and no invisible characters (a constant-time check)
         return " ".join(value.split()) or None
-    text = value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
-    text = " ".join(_INVISIBLE.sub("", text).split())
-    return text or None
+    # Invisible characters go before NFC: one between a letter and its accent would keep them apart.
+    text = _INVISIBLE.sub("", value)
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split()) or None
 
 
 _MORE_MARKER = re.compile(r"\s*\.\.\.\s*more$")
@@ -49,6 +54,8 @@ def parse_money(value: str | float | int | None) -> float | None:
     if not match:
         return None
     amount = float(_MONEY_SEPARATORS.sub("", match.group(0)))
+    if not math.isfinite(amount):  # hundreds of digits read as inf: no price, not an infinite one
+        return None
     negative = "-" in text[: match.start()]  # '-£3.00' as well as '£-3.00'
     return round(-amount if negative else amount, 2)
 
@@ -62,8 +69,8 @@ def parse_rating(value: str | int | None) -> int | None:
     for word in value.lower().split():
         if word in RATING_WORDS:
             return RATING_WORDS[word]
-        if word.isdigit():
-            return int(word)
+        if word.isdecimal():  # not isdigit(): '²' is a digit that int() refuses
+            return to_integer(word)
     return None
 
 
@@ -73,11 +80,20 @@ def parse_availability(value: str | None) -> tuple[bool, int | None]:
     if not text.startswith("in stock"):
         return False, 0
     match = _STOCK_COUNT.search(text)
-    return True, int(match.group(1).replace(",", "")) if match else None
+    return True, to_integer(match.group(1).replace(",", "")) if match else None
 
 
 def parse_int(value: str | int | None) -> int | None:
     if value is None or isinstance(value, int):
         return value
     digits = _NOT_DIGITS.sub("", value)
-    return int(digits) if digits else None
+    return to_integer(digits) if digits else None
+
+
+def to_integer(digits: str) -> int | None:
+    """Decimal digits as an int; None when SQLite could not store it (and before int() refuses
+    text of more than 4300 digits)."""
+    if len(digits) > 19:
+        return None
+    number = int(digits)
+    return number if number <= _MAX_INTEGER else None
