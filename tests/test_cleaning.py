@@ -22,11 +22,36 @@ def test_parse_money(text, expected):
 
 
 @pytest.mark.parametrize(
-    "text,expected",
-    [("star-rating Three", 3), ("star-rating One", 1), ("Five", 5), ("star-rating", None), (None, None)],
+    "word,stars",
+    [
+        pytest.param("One", 1, id="One-is-one-star"),
+        pytest.param("Two", 2, id="Two-is-two-stars"),
+        pytest.param("Three", 3, id="Three-is-three-stars"),
+        pytest.param("Four", 4, id="Four-is-four-stars"),
+        pytest.param("Five", 5, id="Five-is-five-stars"),
+    ],
 )
-def test_parse_rating(text, expected):
-    assert parse_rating(text) == expected
+def test_every_rating_word_is_its_number_of_stars(word, stars):
+    assert parse_rating(f"star-rating {word}") == stars  # the class attribute as the page has it
+    assert parse_rating(word) == stars
+    assert parse_rating(word.lower()) == parse_rating(word.upper()) == stars
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("star-rating", id="no-rating-word-after-the-class"),
+        pytest.param("star-rating Zero", id="Zero-is-not-a-rating-word"),
+        pytest.param("star-rating Six", id="Six-is-not-a-rating-word"),
+        pytest.param("star-rating None", id="None-as-a-word-is-not-a-rating"),
+        pytest.param("star-rating Twos", id="a-rating-word-inside-another-word-is-not-a-rating"),
+        pytest.param("star-rating-Three", id="a-rating-word-joined-by-a-hyphen-is-not-a-rating"),
+        pytest.param("", id="empty-text"),
+        pytest.param(None, id="no-rating-attribute-at-all"),
+    ],
+)
+def test_anything_else_is_no_rating(text):
+    assert parse_rating(text) is None
 
 
 @pytest.mark.parametrize(
