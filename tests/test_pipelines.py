@@ -99,3 +99,20 @@ def test_second_book_with_the_same_upc_is_dropped():
 def test_description_loses_the_more_marker():
     item = ItemAdapter(CleanPipeline().process_item(raw_item(description="It was a dark night. ...more")))
     assert item["description"] == "It was a dark night."
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        pytest.param(None, id="a-page-without-a-description"),
+        pytest.param("", id="an-empty-description"),
+        pytest.param(" \n\t\u00a0", id="a-description-of-whitespace"),
+        pytest.param("\u200b\ufeff", id="a-description-of-invisible-characters"),
+        pytest.param(" ...more", id="a-description-that-is-only-the-more-marker"),
+    ],
+)
+def test_a_missing_description_stays_none_not_empty_text(description):
+    pipeline, stats = validator()
+    item = pipeline.process_item(CleanPipeline().process_item(raw_item(description=description)))
+    assert ItemAdapter(item)["description"] is None  # stored as NULL, not ""
+    assert stats.get_stats() == {}  # a description is optional: nothing dropped
