@@ -37,10 +37,6 @@ PUBLIC_SETTINGS: dict[str, object] = {
     "default_allow_sql": True,
     "allow_download": True,
 }
-# SQLite's cap on one string or blob (plugins/publication_limits.py): the longest stored value is a
-# description under 9 KB, and max_returned_rows of them stay near 100 MB where randomblob() alone
-# could ask for gigabytes.
-MAX_VALUE_BYTES = 100_000
 
 logger = logging.getLogger(__name__)
 

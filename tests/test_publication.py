@@ -17,7 +17,8 @@ from serving import ServeProcess, load_metadata, publication
 from sitebuilder import build_site, sample_books
 from support import SiteServer, crawl, query
 
-from books_scraper.serve import MAX_VALUE_BYTES, PUBLIC_SETTINGS, datasette_command
+from books_scraper.query_limits import MAX_COLUMNS, MAX_RESULT_BYTES, MAX_VALUE_BYTES
+from books_scraper.serve import PUBLIC_SETTINGS, datasette_command
 
 KNOWN_TITLE = {"fixture-site": "Tipping the Velvet", "generated": "Book number 7"}
 ROUNDED = 0.005 + 1e-9  # round(x, 2) is at most half a penny off, give or take float error
@@ -352,3 +353,52 @@ async def test_one_query_cannot_build_a_huge_value(ds, published_db):
     data = await get_json(ds, "/books.json?" + urlencode({"sql": longest, "_shape": "array"}))
     assert data == query(published_db.path, longest)
     assert len(data[0]["description"].encode()) < MAX_VALUE_BYTES
+
+
+# Values per row that put one full page of rows just past the result budget, and just under it.
+ROWS = 1000
+OVER, UNDER = MAX_RESULT_BYTES // ROWS + 100, MAX_RESULT_BYTES // ROWS - 100
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        pytest.param(f"select randomblob({OVER}) from books", id="big-blobs-on-every-row"),
+        pytest.param("select " + ", ".join(["description"] * 60) + " from books", id="one-column-many-times"),
+        pytest.param(
+            f"with recursive n(i) as (select 1 union all select i + 1 from n where i < {ROWS}) "
+            f"select i, hex(randomblob({OVER // 2})) from n",
+            id="a-generated-table-of-hex-strings",
+        ),
+    ],
+)
+async def test_one_query_cannot_return_more_than_the_result_budget(ds, published_db, sql):
+    if "from books" in sql and len(query(published_db.path, "select id from books")) < ROWS:
+        pytest.skip(f"needs {ROWS} books: the real site's copy")
+    response = await ds.client.get("/books.json", params={"sql": sql})
+    assert response.status_code == 400, response.text[:300]
+    assert f"larger than {MAX_RESULT_BYTES // 1_000_000} MB" in response.json()["error"]
+    assert len(response.content) < 100_000
+
+
+async def test_a_result_just_under_the_budget_is_answered_whole(ds):
+    sql = (
+        f"with recursive n(i) as (select 1 union all select i + 1 from n where i < {ROWS}) "
+        f"select i, randomblob({UNDER}) as b from n"
+    )
+    data = await get_json(ds, "/books.json?" + urlencode({"sql": sql, "_shape": "array"}))
+    assert len(data) == ROWS and data[-1]["i"] == ROWS
+
+
+async def test_the_budget_is_per_query_so_every_table_still_reads_whole(ds, published_db):
+    total = len(query(published_db.path, "select id from books"))
+    data = await get_json(ds, "/books.json?" + urlencode({"sql": "select * from books", "_shape": "array"}))
+    assert len(data) == min(total, PUBLIC_SETTINGS["max_returned_rows"])
+    response = await ds.client.get("/books/books.csv?_stream=on")
+    assert response.status_code == 200 and response.text.count("\n") > total
+
+
+async def test_one_row_cannot_have_more_than_the_column_cap(ds):
+    response = await ds.client.get("/books.json", params={"sql": "select " + ", ".join(["1"] * (MAX_COLUMNS + 1))})
+    assert response.status_code == 400
+    assert "too many columns" in response.json()["error"]
