@@ -13,7 +13,8 @@ Three caps, each a public SQLite or sqlite3 mechanism:
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 MAX_VALUE_BYTES = 32_000
@@ -52,3 +53,22 @@ def limit_connection(conn: sqlite3.Connection, budget: Any = None) -> None:
     conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES)
     conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
     conn.row_factory = budget or ResultBudget()
+
+
+T = TypeVar("T")
+
+
+def unbudgeted(compute: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """compute(conn) without the result budget: for the project's own whole-table reads (aggregates,
+    features), which grow with the catalogue and are not a client's query. Datasette runs each
+    execute_fn on a connection only that thread uses, so the swap is seen by nothing else."""
+
+    def run(conn: sqlite3.Connection) -> T:
+        factory = conn.row_factory
+        conn.row_factory = sqlite3.Row
+        try:
+            return compute(conn)
+        finally:
+            conn.row_factory = factory
+
+    return run

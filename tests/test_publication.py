@@ -402,3 +402,4 @@ async def test_one_row_cannot_have_more_than_the_column_cap(ds):
     response = await ds.client.get("/books.json", params={"sql": "select " + ", ".join(["1"] * (MAX_COLUMNS + 1))})
     assert response.status_code == 400
     assert "too many columns" in response.json()["error"]
+

@@ -11,6 +11,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from books_scraper.query_limits import unbudgeted
+
 MAX_ENTRIES = 32
 
 
@@ -34,12 +36,13 @@ class VersionCache:
         self.computed = 0  # how many times a value was computed, for tests
 
     async def get(self, db, name: str, compute: Callable[[Any], Any]) -> Any:
-        """compute(conn) on the database's read connection, once per (name, database version)."""
+        """compute(conn) on the database's read connection, once per (name, database version);
+        a whole-table read of the project's own, so outside the per-query result budget."""
         key = (name, *database_version(db))
         if key in self.entries:
             self.entries.move_to_end(key)
             return self.entries[key]
-        value = await db.execute_fn(compute)
+        value = await db.execute_fn(unbudgeted(compute))
         self.computed += 1
         self.entries[key] = value
         while len(self.entries) > self.max_entries:
