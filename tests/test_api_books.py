@@ -162,6 +162,46 @@ async def test_price_range(api, published_db):
     assert all(10.5 <= b["price"] <= 20 for b in page["books"])
 
 
+# Every route that takes price bounds: its path and the names of its lower and upper bound.
+PRICE_BOUNDS = [
+    pytest.param("/api/v1/books", "min_price", "max_price", id="on-the-book-list"),
+    pytest.param("/api/v1/books/price-range", "min", "max", id="on-the-price-range"),
+]
+PRICES = [
+    pytest.param("min(price)", id="at-the-cheapest-price"),
+    pytest.param("(select price from books order by price, id limit 1 offset (select count(*) / 2 from books))",
+                 id="at-the-median-price"),
+    pytest.param("max(price)", id="at-the-dearest-price"),
+]
+
+
+async def ids_priced(api, path, **bounds: float) -> list[int]:
+    query_string = "".join(f"&{name}={price!r}" for name, price in bounds.items())
+    page = await get_json(api, f"{path}?limit=1000{query_string}")
+    assert page["total"] == len(page["books"])
+    return sorted(b["id"] for b in page["books"])
+
+
+@pytest.mark.parametrize("path,low,high", PRICE_BOUNDS)
+@pytest.mark.parametrize("price_sql", PRICES)
+async def test_both_bounds_at_a_books_price_return_the_books_at_that_price(
+    api, published_db, path, low, high, price_sql
+):
+    price = value(published_db.path, f"select {price_sql} from books")
+    at_price = [r["id"] for r in query(published_db.path, "select id from books where price = ? order by id", [price])]
+    assert at_price and await ids_priced(api, path, **{low: price, high: price}) == at_price
+
+
+@pytest.mark.parametrize("path,low,high", PRICE_BOUNDS)
+async def test_each_bound_alone_takes_in_the_books_at_it(api, published_db, path, low, high):
+    cheapest = value(published_db.path, "select min(price) from books")
+    dearest = value(published_db.path, "select max(price) from books")
+    everything = [r["id"] for r in query(published_db.path, "select id from books order by id")]
+    assert await ids_priced(api, path, **{low: cheapest}) == everything
+    assert await ids_priced(api, path, **{high: dearest}) == everything
+    assert await ids_priced(api, path, **{low: cheapest, high: dearest}) == everything
+
+
 async def test_categories_with_book_counts(api, published_db):
     page = await get_json(api, "/api/v1/categories")
     expected = query(
