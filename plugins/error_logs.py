@@ -1,0 +1,10 @@
+"""No request's headers (and so no token) in the server's log when Datasette answers an error."""
+
+from datasette import hookimpl
+
+from books_scraper.upstream import no_rich_tracebacks
+
+
+@hookimpl
+def startup():
+    no_rich_tracebacks()
