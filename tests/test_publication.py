@@ -140,7 +140,7 @@ async def canned(ds, name: str, **params: str) -> list[dict]:
 
 async def test_every_canned_query_is_tested():
     assert set(load_metadata()["databases"]["books"]["queries"]) == {
-        "top_rated_books",
+        "books_rated_at_least",
         "books_in_price_range",
         "category_summary",
         "cheapest_book_per_category",
@@ -148,14 +148,14 @@ async def test_every_canned_query_is_tested():
     }
 
 
-async def test_top_rated_books(ds, published_db):
+async def test_books_rated_at_least(ds, published_db):
     books = catalogue(published_db.path)
     best = [b for b in books if b["rating"] == 5]
-    answer = await canned(ds, "top_rated_books")
+    answer = await canned(ds, "books_rated_at_least")
     assert [r["id"] for r in answer] == [b["id"] for b in sorted(best, key=lambda b: (b["price"], b["title"]))]
 
     category = Counter(b["category"] for b in books).most_common(1)[0][0]
-    answer = await canned(ds, "top_rated_books", min_rating="4", category=category)
+    answer = await canned(ds, "books_rated_at_least", min_rating="4", category=category)
     expected = [b for b in books if b["rating"] >= 4 and b["category"] == category]
     expected.sort(key=lambda b: (-b["rating"], b["price"], b["title"]))
     assert [(r["id"], r["rating"], r["category"]) for r in answer] == [
