@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import sqlite3
@@ -11,7 +12,7 @@ import pytest
 from api_support import assert_error, make_datasette
 from support import query
 
-from books_scraper.api.training import TRAINING_COLUMNS
+from books_scraper.api.training import TRAINING_COLUMNS, in_test_split
 
 FEATURES_SQL = (
     "select id, price, rating, in_stock as available, stock_count, category_id as category_code"
@@ -102,6 +103,60 @@ async def test_training_data_json_pages_agree_with_the_stream(api):
     assert body["split"] == {"split": "test", "test_size": 0.2, "seed": 3}
     second = (await api.client.get("/api/v1/ml/training-data?limit=5&offset=5")).json()
     assert [b["id"] for b in second["books"]] == (await ids(api, "all"))[5:10]
+
+
+def sha256_fraction(seed: int, book_id: int) -> float:
+    """Where a book falls in [0, 1) as the split documents it, worked out here on its own: the first
+    8 bytes of sha256("{seed}:{id}") as a big-endian integer over 2**64. The same in every process,
+    unlike Python's hash() of a string."""
+    digest = hashlib.sha256(f"{seed}:{book_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def in_test(seed: int, book_id: int, test_size: float) -> bool:
+    return sha256_fraction(seed, book_id) < test_size
+
+
+# (seed, id, fraction) worked out once, so a change of the formula here fails too.
+PINNED = [(0, 1, 0.9339), (0, 45, 0.2144), (0, 1000, 0.5083), (7, 2, 0.5530), (7, 3, 0.0668),
+          (7, 45, 0.0678), (7, 1000, 0.4124), (42, 1, 0.0151), (42, 10, 0.9841), (42, 1000, 0.1551)]
+
+
+@pytest.mark.parametrize(
+    "seed,book_id,fraction",
+    [pytest.param(*row, id=f"book-{row[1]}-with-seed-{row[0]}-falls-at-{row[2]}") for row in PINNED],
+)
+def test_a_books_side_of_the_split_is_pinned_to_sha256_of_seed_and_id(seed, book_id, fraction):
+    assert sha256_fraction(seed, book_id) == pytest.approx(fraction, abs=5e-5)
+    for test_size in (0.0, 0.1, 0.2, 0.5, 0.9, 1.0):
+        assert in_test_split(book_id, seed, test_size) is (fraction < test_size), test_size
+
+
+@pytest.mark.parametrize(
+    "output",
+    [pytest.param("ndjson", id="streamed-as-ndjson"), pytest.param("json", id="paged-as-json")],
+)
+@pytest.mark.parametrize(
+    "seed,test_size",
+    [
+        pytest.param(0, 0.2, id="seed-0-a-fifth-held-out"),
+        pytest.param(7, 0.25, id="seed-7-a-quarter-held-out"),
+        pytest.param(42, 0.5, id="seed-42-half-held-out"),
+    ],
+)
+async def test_the_served_split_is_the_sha256_split(api, published_db, seed, test_size, output):
+    everything = [r["id"] for r in query(published_db.path, "select id from books order by id")]
+    expected_test = [book_id for book_id in everything if in_test(seed, book_id, test_size)]
+    expected_train = [book_id for book_id in everything if not in_test(seed, book_id, test_size)]
+    for split, expected in (("test", expected_test), ("train", expected_train)):
+        path = f"/api/v1/ml/training-data?split={split}&seed={seed}&test_size={test_size}"
+        if output == "json":
+            body = (await api.client.get(f"{path}&limit=1000")).json()
+            assert body["total"] == len(expected)
+            assert [b["id"] for b in body["books"]] == expected[:1000]
+        else:
+            assert await ids(api, split, seed=seed, test_size=test_size) == expected
+    assert expected_test and expected_train
 
 
 @pytest.mark.parametrize(
