@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,29 +24,134 @@ NO_FIXTURE_SITE = f"the real site's copy is absent ({FIXTURE_SITE})"
 FAST = {"AUTOTHROTTLE_ENABLED": "0", "CONCURRENT_REQUESTS": "16", "DOWNLOAD_DELAY": "0"}
 
 
+# A fault answers one request in place of the file: an HTTP status (int) or one of the functions
+# below, which write to (or drop) the handler's connection themselves.
+Fault = int | Callable[["FaultyHandler"], None]
+
+
+class FaultyHandler(SimpleHTTPRequestHandler):
+    """Serves files, answering the next pending fault of a path first."""
+
+    site: "SiteServer"
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:
+            pass  # the crawler gave up on a slow answer, or a fault closed the connection
+
+    def do_GET(self) -> None:
+        self.site.requests[self.path] += 1
+        time.sleep(self.site.delay)
+        pending = self.site.faults.get(self.path)
+        if not pending:
+            super().do_GET()
+        elif isinstance(pending[0], int):
+            self.send_error(pending.pop(0))
+        else:
+            pending.pop(0)(self)
+
+    def page(self) -> bytes:
+        return Path(self.translate_path(self.path)).read_bytes()
+
+    def answer(self, body: bytes, content_type: str = "text/html", length: int | None = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def unavailable(retry_after: int = 1) -> Fault:
+    """503 Service Unavailable with a Retry-After header."""
+
+    def fault(handler: FaultyHandler) -> None:
+        handler.send_response(503)
+        handler.send_header("Retry-After", str(retry_after))
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return fault
+
+
+def reset(handler: FaultyHandler) -> None:
+    """Close the connection without answering, with a TCP reset (SO_LINGER 0)."""
+    handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    handler.connection.close()
+    handler.close_connection = True
+
+
+def slow_body(seconds: float = 3.0) -> Fault:
+    """Headers and half the page at once, the rest after `seconds` (longer than the crawl waits)."""
+
+    def fault(handler: FaultyHandler) -> None:
+        body = handler.page()
+        handler.answer(body[: len(body) // 2], length=len(body))
+        handler.wfile.flush()
+        if not handler.site.stopped.wait(seconds):
+            try:
+                handler.wfile.write(body[len(body) // 2 :])
+            except OSError:
+                pass  # the crawler gave up and closed the connection
+        handler.close_connection = True
+
+    return fault
+
+
+def truncated(before: bytes) -> Fault:
+    """The page cut just before `before`, sent as if whole (its Content-Length matches)."""
+
+    def fault(handler: FaultyHandler) -> None:
+        body = handler.page()
+        handler.answer(body[: body.index(before)])
+
+    return fault
+
+
+def short_body(handler: FaultyHandler) -> None:
+    """Announce the whole page, send half of it, close."""
+    body = handler.page()
+    handler.answer(body[: len(body) // 2], length=len(body))
+    handler.close_connection = True
+
+
+def charset(declared: str, encoding: str = "utf-8") -> Fault:
+    """The page in `encoding` (the files are UTF-8) with a Content-Type that says `declared`."""
+
+    def fault(handler: FaultyHandler) -> None:
+        body = handler.page().decode("utf-8").encode(encoding)
+        handler.answer(body, content_type=f"text/html; charset={declared}")
+
+    return fault
+
+
+def redirect_loop(handler: FaultyHandler) -> None:
+    """302 back to the same URL."""
+    handler.send_response(302)
+    handler.send_header("Location", handler.path)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+class Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops connections a 16-request crawl opens at once; the kernel
+    # retries them a second later, which a crawl with a 1-second download timeout counts as failed.
+    request_queue_size = 64
+
+
 class SiteServer:
-    """Serves a directory on 127.0.0.1; `faults[path]` lists statuses to answer before the file."""
+    """Serves a directory on 127.0.0.1; `faults[path]` lists the faults to answer before the file."""
 
     def __init__(self, root: Path) -> None:
-        self.faults: dict[str, list[int]] = {}
+        self.faults: dict[str, list[Fault]] = {}
         self.delay = 0.0  # seconds before each answer, to slow a crawl down
         self.requests: Counter[str] = Counter()
-        server = self
-
-        class Handler(SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests[self.path] += 1
-                time.sleep(server.delay)
-                pending = server.faults.get(self.path)
-                if pending:
-                    self.send_error(pending.pop(0))
-                    return
-                super().do_GET()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+        self.stopped = threading.Event()  # ends the waits of slow answers
+        handler = type("Handler", (FaultyHandler,), {"site": self})
+        self.httpd = Server(("127.0.0.1", 0), partial(handler, directory=str(root)))
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
@@ -55,20 +163,13 @@ class SiteServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
 
-def crawl(
-    start_url: str,
-    db_path: Path,
-    *args: str,
-    timeout: float = 300,
-    env: dict[str, str] | None = None,
-    **settings: str,
-) -> subprocess.CompletedProcess:
-    """Run the real `scrapy crawl books` in a subprocess from the project directory
-    (`env` adds environment variables to the inherited ones, less any BOOKS_*)."""
+def crawl_command(start_url: str, db_path: Path, *args: str, **settings: str) -> list[str]:
+    """The `scrapy crawl books` command line for a site and a database (operations.db beside it)."""
     command = [sys.executable, "-m", "scrapy", "crawl", "books", *args]
     merged = {
         **FAST,
@@ -79,9 +180,36 @@ def crawl(
     }
     for name, value in merged.items():
         command += ["-s", f"{name}={value}"]
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("BOOKS_")}
+    return command
+
+
+def crawl_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The inherited environment less any BOOKS_*, plus `env`."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("BOOKS_")}, **(env or {})}
+
+
+def crawl(
+    start_url: str,
+    db_path: Path,
+    *args: str,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    **settings: str,
+) -> subprocess.CompletedProcess:
+    """Run the real `scrapy crawl books` in a subprocess from the project directory
+    (`preexec_fn` runs in the child before Scrapy starts, to set resource limits)."""
     return subprocess.run(
-        command, cwd=PROJECT, env={**inherited, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        crawl_command(start_url, db_path, *args, **settings), cwd=PROJECT, env=crawl_env(env),
+        capture_output=True, text=True, timeout=timeout, preexec_fn=preexec_fn,
+    )
+
+
+def start_crawl(start_url: str, db_path: Path, **settings: str) -> subprocess.Popen:
+    """`scrapy crawl books` in the background (stderr piped, as text), for tests that signal it."""
+    return subprocess.Popen(
+        crawl_command(start_url, db_path, **settings), cwd=PROJECT, env=crawl_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
 
 

@@ -6,15 +6,13 @@ import csv
 import hashlib
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from sitebuilder import Book, build_site, product_page, sample_books
 from sqlite_utils import Database
-from support import FAST, FIXTURE_SITE, NO_FIXTURE_SITE, PROJECT, SiteServer, crawl
+from support import FIXTURE_SITE, NO_FIXTURE_SITE, SiteServer, crawl, start_crawl
 
 
 def digest(path: Path) -> str:
@@ -112,16 +110,21 @@ def test_missing_product_is_reported_and_the_rest_published(site, db_path):
     assert [r["errors"] for r in runs(db_path)] == [1]
 
 
-def test_malformed_page_is_dropped_counted_and_not_published(site, db_path):
-    broken = Book(id=12, title="Book number 12", price=None)
-    (site.root / broken.path).write_text(product_page(broken), encoding="utf-8")
+def test_malformed_pages_are_dropped_counted_and_not_published(site, db_path):
+    # Two records dropped for one reason: `dropped` counts records, not reasons.
+    for number in (12, 13):
+        broken = Book(id=number, title=f"Book number {number}", price=None)
+        (site.root / broken.path).write_text(product_page(broken), encoding="utf-8")
     result = crawl(site.url, db_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Dropped" in result.stderr and "missing price" in result.stderr
+    for number in (12, 13):
+        assert f"Dropped {site.url}catalogue/book-number-{number}_{number}/index.html: missing price" in result.stderr
     db = Database(db_path)
-    assert db["books"].count == 44
+    assert db["books"].count == 43
     [run] = runs(db_path)
-    assert (run["dropped"], json.loads(run["drops"])) == (1, {"missing price": 1})
+    assert (run["dropped"], json.loads(run["drops"])) == (2, {"missing price": 2})
+    [journal] = runs(db_path.with_name("operations.db"))
+    assert (journal["dropped"], json.loads(journal["drops"])) == (2, {"missing price": 2})
 
 
 def test_site_down_leaves_published_database_untouched(site, db_path):
@@ -207,17 +210,12 @@ def test_killed_crawl_leaves_published_database_intact(site, db_path):
     assert crawl(site.url, db_path).returncode == 0
     before = digest(db_path)
     site.delay = 0.2
-    settings = {**FAST, "BOOKS_START_URL": site.url, "BOOKS_DB_PATH": str(db_path),
-                "BOOKS_OPS_DB_PATH": str(db_path.with_name("operations.db")), "BOOKS_WRITE_BATCH": "5"}
-    command = [sys.executable, "-m", "scrapy", "crawl", "books"]
-    for name, value in settings.items():
-        command += ["-s", f"{name}={value}"]
-    process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_crawl(site.url, db_path, BOOKS_WRITE_BATCH="5")
     deadline = time.monotonic() + 60
     while sum(site.requests.values()) < 49 + 15 and time.monotonic() < deadline:
         time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    process.communicate(timeout=30)
     assert digest(db_path) == before
     site.delay = 0
     assert crawl(site.url, db_path).returncode == 0
