@@ -1,6 +1,7 @@
 """Scrapy settings for the books crawler: polite defaults for the live site."""
 
 import os
+from importlib.metadata import PackageNotFoundError, version
 
 from books_scraper.items import RECORD_FIELDS
 
@@ -19,7 +20,20 @@ BOOKS_WRITE_BATCH = 200
 BOOKS_PROGRESS_EVERY_BOOKS = 100
 BOOKS_PROGRESS_EVERY_SECONDS = 10
 
-USER_AGENT = "books-scraper/0.1 (+https://github.com/books-tech-challenge/books-scraper)"
+
+
+def user_agent(contact: str | None) -> str:
+    """The crawler names itself truthfully: project and version, and how to reach its operator."""
+    try:
+        release = version("books-scraper")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        release = "dev"
+    return f"books-scraper/{release}" + (f" (+{contact})" if contact else "")
+
+
+# Who runs this crawl: a URL or an e-mail address site owners can reach (env BOOKS_CONTACT).
+BOOKS_CONTACT = os.environ.get("BOOKS_CONTACT", "")
+USER_AGENT = user_agent(BOOKS_CONTACT)
 ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS = 8
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
