@@ -10,6 +10,17 @@ from functools import lru_cache
 from typing import Any
 
 import scrapy
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    DownloadFailedError,
+    DownloadTimeoutError,
+    IgnoreRequest,
+    ResponseDataLossError,
+)
 from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -19,6 +30,16 @@ from books_scraper.items import BookItem
 
 _RESULTS = re.compile(r"(\d[\d,]*)\s+results?\b")
 _PRODUCT_ID = re.compile(r"_(\d+)/(?:index\.html)?$")
+
+# Why a page failed, in the log line and in the `pages/failed/<reason>` stats.
+FAILURE_REASONS = {
+    DownloadTimeoutError: "timeout",
+    DownloadFailedError: "connection lost",
+    ResponseDataLossError: "body shorter than its Content-Length",
+    DownloadConnectionRefusedError: "connection refused",
+    CannotResolveHostError: "host not found",
+}
+INCOMPLETE_PAGE = "incomplete page"
 
 
 class BooksSpider(scrapy.Spider):
@@ -31,6 +52,12 @@ class BooksSpider(scrapy.Spider):
         self.gone_book_ids: set[int] = set()  # product pages that answered 404 or 410
         self.listing_failures = 0
 
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> "BooksSpider":
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.request_dropped, signal=signals.request_dropped)
+        return spider
+
     async def start(self) -> AsyncIterator[scrapy.Request]:
         start_url = self.settings.get("BOOKS_START_URL")
         yield scrapy.Request(start_url, callback=self.parse, errback=self.on_error)
@@ -40,6 +67,8 @@ class BooksSpider(scrapy.Spider):
 
     def parse(self, response: Response) -> list[scrapy.Request]:
         """A listing page: every product on it, then the next listing page."""
+        if not is_whole_page(response.body):  # a cut listing would make the books after it look gone
+            return self.retry_incomplete(response)
         page = page_tree(response)
         if self.crawler.stats.get_value("books/expected") is None:  # the first listing page
             self.crawler.stats.set_value("books/expected", parse_result_count(page))
@@ -56,19 +85,57 @@ class BooksSpider(scrapy.Spider):
             requests.append(response.follow(next_page, callback=self.parse, errback=self.on_error))
         return requests
 
-    def parse_book(self, response: Response) -> BookItem:
+    def parse_book(self, response: Response) -> list[BookItem | scrapy.Request]:
+        if not is_whole_page(response.body):  # its record would be half-parsed
+            return self.retry_incomplete(response)
         self.crawler.stats.inc_value("pages/product")
-        return parse_book_page(response)
+        return [parse_book_page(response)]
+
+    def retry_incomplete(self, response: Response) -> list[scrapy.Request]:
+        """Fetch a page that ends mid-way again, up to RETRY_TIMES; then count it as failed."""
+        retry = get_retry_request(response.request, spider=self, reason=INCOMPLETE_PAGE)
+        if retry is not None:
+            return [retry]
+        self.page_failed(response.request, INCOMPLETE_PAGE)
+        return []
 
     def on_error(self, failure: Failure) -> None:
         """A page that failed after retries (HTTP error, timeout, refused): report and count it."""
         request = failure.request
-        self.logger.warning("Failed to fetch %s: %s", request.url, failure.getErrorMessage())
+        self.page_failed(request, failure_reason(failure))
+        gone = failure.check(HttpError) and failure.value.response.status in (404, 410)
+        if gone and request.callback != self.parse:
+            self.gone_book_ids.add(book_id_from_url(request.url))
+
+    def request_dropped(self, request: scrapy.Request) -> None:
+        """A redirect back to a URL of its own chain is dropped as a duplicate without calling the
+        errback: the page is never fetched, so count it as failed here."""
+        if request.url in request.meta.get("redirect_urls", ()):
+            self.page_failed(request, "redirect loop")
+
+    def page_failed(self, request: scrapy.Request, reason: str) -> None:
+        self.logger.warning("Failed to fetch %s: %s", request.url, reason)
         self.crawler.stats.inc_value("pages/failed")
+        self.crawler.stats.inc_value(f"pages/failed/{reason}")
         if request.callback == self.parse:
             self.listing_failures += 1
-        elif failure.check(HttpError) and failure.value.response.status in (404, 410):
-            self.gone_book_ids.add(book_id_from_url(request.url))
+
+
+def failure_reason(failure: Failure) -> str:
+    """'HTTP 503', 'timeout', 'connection lost', 'max redirections reached', ..."""
+    if failure.check(HttpError):
+        return f"HTTP {failure.value.response.status}"
+    for kind, reason in FAILURE_REASONS.items():
+        if failure.check(kind):
+            return reason
+    if failure.check(IgnoreRequest) and failure.getErrorMessage():
+        return failure.getErrorMessage()
+    return failure.type.__name__
+
+
+def is_whole_page(body: bytes) -> bool:
+    """Whether the page reaches its closing </html>, as every page of the site does."""
+    return body[-256:].rstrip().lower().endswith(b"</html>")
 
 
 def book_id_from_url(url: str) -> int | None:
