@@ -206,22 +206,38 @@ def read_book(response: Response, page: LexborHTMLParser) -> BookItem:
 def page_tree(response: Response, body: bytes | None = None) -> LexborHTMLParser:
     """Lexbor's tree of a page, or of the first part of its body.
 
-    The encoding is found as browsers find it: a charset in the Content-Type header first, then a
-    byte-order mark or the page's <meta charset>, else UTF-8.
+    The encoding is found as browsers find it: a charset in the Content-Type header first (unless
+    the bytes show it is wrong, see body_encoding), then a byte-order mark or the page's
+    <meta charset>, else UTF-8.
     """
     body = response.body if body is None else body
     content_type = (response.headers.get(b"Content-Type") or b"").lower()
     if b"charset=" in content_type and isinstance(response, TextResponse):
-        encoding = response.encoding  # Scrapy's reading of the header
-        if not _is_utf8(encoding):
+        encoding = body_encoding(response.encoding, body)  # Scrapy's reading of the header
+        if encoding != "utf-8":
             return LexborHTMLParser(body.decode(encoding, errors="replace"))
         return LexborHTMLParser(body)
     return LexborHTMLParser(body, encoding=True)
 
 
+def body_encoding(declared: str, body: bytes) -> str:
+    """The header's encoding, unless the bytes contradict it: a server's default header often
+    names one encoding for pages written in the other. Non-ASCII bytes that are valid UTF-8 under a
+    Latin-1 or windows-1252 header are UTF-8 (such byte pairs are all but absent from Latin text),
+    and bytes that are not valid UTF-8 under a UTF-8 header are windows-1252."""
+    name = _codec_name(declared)
+    if name not in ("utf-8", "iso8859-1", "cp1252") or body.isascii():
+        return name
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "cp1252" if name == "utf-8" else name
+    return "utf-8"
+
+
 @lru_cache(maxsize=8)
-def _is_utf8(encoding: str) -> bool:
-    return codecs.lookup(encoding).name == "utf-8"
+def _codec_name(encoding: str) -> str:
+    return codecs.lookup(encoding).name
 
 
 def product_table(article: LexborNode | None) -> dict[str, str]:
