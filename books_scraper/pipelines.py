@@ -111,6 +111,7 @@ class StorePipeline:
         self.resources = ExitStack()
         self.stored = 0
         self.write_errors = 0
+        self.first_write_error: str | None = None  # for the one-line reason
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> "StorePipeline":
@@ -137,8 +138,12 @@ class StorePipeline:
         self.ops = operations.open_operations_db(self.ops_db_path)
         self.resources.callback(self.ops.close)
         self.run_id = operations.start_run(self.ops, self.start_url)
-        self.staging = publish.prepare_staging(self.published)
-        self.db = storage.open_books_db(str(self.staging))
+        try:
+            self.staging = publish.prepare_staging(self.published)
+            self.db = storage.open_books_db(str(self.staging))
+        except Exception as error:  # disk full, permissions: record it and leave nothing behind
+            self.fail_to_start(f"could not stage {self.published}: {error}")
+            raise
         # The staging file is thrown away on any failure, so durability waits until publication.
         self.db.execute("pragma synchronous = off")
         self.stats.set_value("books/run_id", self.run_id)
@@ -157,8 +162,8 @@ class StorePipeline:
             # One record clashes with the database (a UPC another book already has): keep the rest.
             for record in records:
                 self.save_one(record)
-        except Exception:
-            self.write_errors += len(records)
+        except Exception as error:
+            self.count_write_errors(len(records), error)
             logger.exception("Could not store %d books", len(records))
 
     def save_one(self, record: dict[str, Any]) -> None:
@@ -166,9 +171,13 @@ class StorePipeline:
             self.save([record])
         except sqlite3.IntegrityError:
             count_drop(self.stats, record.get("product_url"), "store conflict")
-        except Exception:
-            self.write_errors += 1
+        except Exception as error:
+            self.count_write_errors(1, error)
             logger.exception("Could not store %s", record.get("product_url"))
+
+    def count_write_errors(self, books: int, error: Exception) -> None:
+        self.write_errors += books
+        self.first_write_error = self.first_write_error or str(error)
 
     def save(self, records: list[dict[str, Any]]) -> None:
         added = storage.save_books(self.db, records, run_id=self.run_id)
@@ -199,7 +208,7 @@ class StorePipeline:
 
     def publication_problem(self, reason: str) -> str | None:
         if self.write_errors:
-            return f"{self.write_errors} books could not be written"
+            return f"{self.write_errors} books could not be written ({self.first_write_error})"
         return publish.sanity_problem(
             reason,
             self.stored,
@@ -254,6 +263,17 @@ class StorePipeline:
         operations.record_run(self.ops, run)
         self.stats.set_value("publish/status", "published")
         logger.info("Published %d books to %s (run %d)", self.stored, self.published, self.run_id)
+
+    def fail_to_start(self, problem: str) -> None:
+        publish.staging_path(self.published).unlink(missing_ok=True)
+        with self.ops.conn:  # the run's row as start_run() wrote it, now failed
+            self.ops[storage.CRAWL_RUNS].update(
+                self.run_id, {"finished_at": storage.utc_now(), "status": "failed", "message": problem}
+            )
+        self.stats.set_value("publish/status", "failed")
+        self.stats.set_value("publish/reason", problem)
+        logger.error("Not published, %s left untouched: %s", self.published, problem)
+        self.resources.close()
 
     def fail(self, problem: str, run: dict[str, Any]) -> None:
         self.db.close()
