@@ -6,16 +6,21 @@ Password hashes are `pbkdf2_sha256$<iterations>$<salt>$<hash>` (base64); make on
 
 from __future__ import annotations
 
+import argparse
 import base64
 import getpass
 import hashlib
 import hmac
 import secrets
+import shlex
+import sys
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
 import jwt
+import yaml
 
 # What each API action needs; an actor's roles come from its token (static or JWT).
 ACTION_ROLES = {
@@ -27,6 +32,7 @@ ALGORITHM = "HS256"
 ISSUER = "books-api"
 MIN_SECRET_BYTES = 32
 PBKDF2_ITERATIONS = 600_000
+METADATA = Path(__file__).resolve().parents[2] / "metadata.yml"
 
 
 def actor_roles(actor: Mapping[str, Any] | None) -> frozenset[str]:
@@ -137,11 +143,50 @@ def token_actor(users: Iterable[Any], claims: Mapping[str, Any]) -> dict | None:
     return {"id": user["username"], "roles": sorted(roles), "auth": "jwt"}
 
 
-def main() -> None:
-    password = getpass.getpass("Password: ")
-    if password != getpass.getpass("Again: "):
-        raise SystemExit("the passwords differ")
-    print(hash_password(password))
+def password_variables(metadata_path: Path) -> dict[str, str]:
+    """username -> the environment variable metadata.yml reads that user's password hash from."""
+    config = yaml.safe_load(metadata_path.read_text(encoding="utf-8"))
+    users = (((config or {}).get("plugins") or {}).get("books-api") or {}).get("users") or []
+    return {
+        user["username"]: user["password_hash"]["$env"]
+        for user in users
+        if isinstance(user, dict) and isinstance(user.get("password_hash"), dict)
+        and "$env" in user["password_hash"]
+    }
+
+
+def read_password(stdin: TextIO) -> str:
+    """Twice at a terminal; the first line of standard input when it is piped."""
+    if not stdin.isatty():
+        password = stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            raise SystemExit("the passwords differ")
+    if not password:
+        raise SystemExit("the password is empty")
+    return password
+
+
+def main(argv: Sequence[str] | None = None, stdin: TextIO = sys.stdin) -> None:
+    variables = password_variables(METADATA)
+    parser = argparse.ArgumentParser(
+        prog="python -m books_scraper.api.auth",
+        description="Make the password hash of an API login user and print the line that gives it to "
+        "the server's environment. The password is asked twice at a terminal, or read from the first "
+        "line of standard input when piped (echo \"$PASSWORD\" | python -m books_scraper.api.auth).",
+    )
+    parser.add_argument(
+        "--user", default="scientist", choices=sorted(variables),
+        help="the user in metadata.yml whose hash to make (default: scientist)",
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=PBKDF2_ITERATIONS, help=argparse.SUPPRESS,  # tests only
+    )
+    args = parser.parse_args(argv)
+    password = read_password(stdin)
+    # Quoted: a hash has '$' in it, which a shell would expand.
+    print(f"{variables[args.user]}={shlex.quote(hash_password(password, iterations=args.iterations))}")
 
 
 if __name__ == "__main__":
