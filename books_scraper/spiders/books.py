@@ -44,6 +44,9 @@ INCOMPLETE_PAGE = "incomplete page"
 
 class BooksSpider(scrapy.Spider):
     name = "books"
+    # Incomplete pages are retried from the callback with get_retry_request, which carries the
+    # retry count over in meta on purpose: Scrapy would warn that it was copied by mistake.
+    custom_settings = {"META_COPY_WARN_SKIP_KEYS": ["retry_times"]}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -95,6 +98,7 @@ class BooksSpider(scrapy.Spider):
         """Fetch a page that ends mid-way again, up to RETRY_TIMES; then count it as failed."""
         retry = get_retry_request(response.request, spider=self, reason=INCOMPLETE_PAGE)
         if retry is not None:
+            retry.meta.pop("download_latency", None)  # the last download's, not this one's
             return [retry]
         self.page_failed(response.request, INCOMPLETE_PAGE)
         return []
