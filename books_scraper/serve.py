@@ -1,25 +1,31 @@
 """Serve the books with Datasette: `python -m books_scraper.serve [--host H] [--port P]`.
 
-Crawls first when there is no books database yet, creates the writable operations database when it
-is missing, then replaces itself with `datasette serve`: the books database immutable, the
-operations database mutable, metadata.yml and plugins/ from the project root.
+Serve the books with Datasette and the /api/v1 REST API. Crawls first when there is no books
+database yet, creates the writable operations database when it is missing, then replaces itself
+with `datasette serve`: the books database immutable, the operations database mutable, metadata.yml
+and plugins/ from the project root.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from books_scraper import settings
 from books_scraper.operations import open_operations_db
+from books_scraper.served_metadata import METADATA, PROJECT, auth_summary, served_metadata
 
-PROJECT = Path(__file__).resolve().parents[1]
-METADATA = PROJECT / "metadata.yml"
 PLUGINS = PROJECT / "plugins"
+# What Datasette is given: metadata.yml less the static tokens whose secret is unset.
+SERVED_METADATA = ".served-metadata.json"
 
 # metadata.yml describes the databases by these names, which Datasette takes from the file names.
 BOOKS_DB_NAME = "books"
@@ -41,21 +47,48 @@ PUBLIC_SETTINGS: dict[str, object] = {
 logger = logging.getLogger(__name__)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    env = os.environ
-    parser = argparse.ArgumentParser(prog="python -m books_scraper.serve", description=__doc__)
-    parser.add_argument("--host", default=env.get("BOOKS_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(env.get("BOOKS_PORT", "8001")))
-    parser.add_argument("--books-db", type=Path, default=env.get("BOOKS_DB_PATH", "data/books.db"))
-    parser.add_argument(
-        "--operations-db", type=Path, default=env.get("BOOKS_OPS_DB_PATH", "data/operations.db")
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535), from --port or BOOKS_PORT")
+    return int(text)
+
+
+def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m books_scraper.serve",
+        description=__doc__.split("\n\n")[1],
+        epilog="Each default comes from the environment variable named beside it, then the value "
+        "shown. Crawl settings (BOOKS_START_URL, BOOKS_CONTACT, ...) are read from the environment "
+        "by the first crawl: see the README.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--host", default=environ.get("BOOKS_HOST", "127.0.0.1"),
+                        help="address to listen on (BOOKS_HOST); 0.0.0.0 for every interface")
+    parser.add_argument("--port", type=port_number, default=environ.get("BOOKS_PORT", "8001"),
+                        help="port to listen on (BOOKS_PORT)")
+    parser.add_argument("--books-db", type=Path, default=settings.BOOKS_DB_PATH,
+                        help="the published books database, crawled first when missing (BOOKS_DB_PATH)")
+    parser.add_argument("--operations-db", type=Path, default=settings.BOOKS_OPS_DB_PATH,
+                        help="the writable operations database, created when missing (BOOKS_OPS_DB_PATH)")
     args = parser.parse_args(argv)
     args.books_db, args.operations_db = args.books_db.resolve(), args.operations_db.resolve()
     for path, name in ((args.books_db, BOOKS_DB_NAME), (args.operations_db, OPERATIONS_DB_NAME)):
         if path.stem != name:
             parser.error(f"{path} must be named {name}.db: metadata.yml describes database {name!r}")
     return args
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen there, checked before anything is crawled or started."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind((host, port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return f"port {port} on {host} is already in use: stop what runs there or pass --port"
+        return f"cannot listen on {host}:{port}: {error.strerror or error}"
+    return None
 
 
 def crawl(books_db: Path, operations_db: Path) -> None:
@@ -71,12 +104,19 @@ def ensure_operations_db(path: Path) -> None:
     open_operations_db(str(path)).close()
 
 
+def write_served_metadata(directory: Path, environ: Mapping[str, str]) -> Path:
+    """metadata.yml as this server gets it (books_scraper/served_metadata.py), beside the databases."""
+    path = directory / SERVED_METADATA
+    path.write_text(json.dumps(served_metadata(environ), indent=2), encoding="utf-8")
+    return path
+
+
 def datasette_command(
-    books_db: Path, operations_db: Path, host: str, port: int
+    books_db: Path, operations_db: Path, host: str, port: int, metadata: Path = METADATA
 ) -> list[str]:
     """The plain `datasette serve` invocation for this publication."""
     command = [sys.executable, "-m", "datasette", "serve", "-i", str(books_db), str(operations_db)]
-    command += ["--metadata", str(METADATA), "--plugins-dir", str(PLUGINS)]
+    command += ["--metadata", str(metadata), "--plugins-dir", str(PLUGINS)]
     command += ["--host", host, "--port", str(port)]
     for name, value in PUBLIC_SETTINGS.items():
         if isinstance(value, bool):
@@ -88,13 +128,19 @@ def datasette_command(
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     args = parse_args(argv)
+    problem = port_problem(args.host, args.port)
+    if problem:
+        sys.exit(f"serve: {problem}")
     ensure_operations_db(args.operations_db)
     if not args.books_db.exists():
         try:
             crawl(args.books_db, args.operations_db)
         except subprocess.CalledProcessError as error:
             sys.exit(f"the first crawl failed (exit {error.returncode}); nothing to serve")
-    command = datasette_command(args.books_db, args.operations_db, args.host, args.port)
+    for line in auth_summary(os.environ):
+        logger.info("auth: %s", line)
+    metadata = write_served_metadata(args.operations_db.parent, os.environ)
+    command = datasette_command(args.books_db, args.operations_db, args.host, args.port, metadata)
     logger.info("serving on http://%s:%s/", args.host, args.port)
     os.execv(command[0], command)
 

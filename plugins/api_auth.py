@@ -2,7 +2,6 @@
 and which roles each API action needs."""
 
 import asyncio
-import logging
 
 from datasette import hookimpl
 
@@ -10,7 +9,6 @@ from books_scraper.api import auth
 from books_scraper.api.errors import ApiError
 from books_scraper.api.web import api_config, api_route, json_response, read_json
 
-logger = logging.getLogger(__name__)
 LOGIN_BODY_BYTES = 4096
 
 
@@ -35,29 +33,6 @@ def actor_from_request(datasette, request):
 @hookimpl
 def permission_allowed(actor, action):
     return auth.action_allowed(actor, action)
-
-
-@hookimpl
-def startup(datasette):
-    drop_unset_static_tokens(datasette)
-
-
-def drop_unset_static_tokens(datasette):
-    """datasette-auth-tokens 0.3 crashes (500) on every Bearer request if a token's $env is unset:
-    disable those entries, with a warning naming the variable."""
-    local = getattr(datasette, "_metadata_local", None) or {}
-    config = (local.get("plugins") or {}).get("datasette-auth-tokens")
-    if not isinstance(config, dict) or not isinstance(config.get("tokens"), list):
-        return
-    resolved = (datasette.plugin_config("datasette-auth-tokens") or {}).get("tokens") or []
-    kept = []
-    for raw, token in zip(config["tokens"], resolved):
-        if isinstance(token, dict) and isinstance(token.get("token"), str) and token["token"]:
-            kept.append(raw)
-        else:
-            source = raw.get("token") if isinstance(raw, dict) else None
-            logger.warning("static API token %s disabled: its secret is not set", source)
-    config["tokens"] = kept
 
 
 async def login(request, datasette):

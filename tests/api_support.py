@@ -7,6 +7,7 @@ Datasette, so only the configuration (metadata and environment) changes between 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,7 @@ from datasette.app import Datasette
 from support import query
 
 from books_scraper.api.auth import hash_password
+from books_scraper.served_metadata import served_metadata
 
 PROJECT = Path(__file__).resolve().parents[1]
 PLUGINS = PROJECT / "plugins"
@@ -54,7 +56,7 @@ def make_datasette(published, metadata: dict | None = None) -> Datasette:
     return Datasette(
         files=[str(published.operations_path)],
         immutables=[str(published.path)],
-        metadata=metadata or api_metadata(),
+        metadata=served_metadata(os.environ, metadata or api_metadata()),
         plugins_dir=str(PLUGINS),
     )
 

@@ -12,14 +12,10 @@ import urllib.request
 from pathlib import Path
 
 from datasette.app import Datasette
-from datasette.utils import parse_metadata
 from support import PROJECT
 
-from books_scraper.serve import METADATA, PLUGINS, PUBLIC_SETTINGS
-
-
-def load_metadata() -> dict:
-    return parse_metadata(METADATA.read_text(encoding="utf-8"))
+from books_scraper.serve import PLUGINS, PUBLIC_SETTINGS
+from books_scraper.served_metadata import load_metadata, served_metadata
 
 
 def publication(books_db: Path, operations_db: Path, **settings: object) -> Datasette:
@@ -27,7 +23,7 @@ def publication(books_db: Path, operations_db: Path, **settings: object) -> Data
     return Datasette(
         files=[str(operations_db)],
         immutables=[str(books_db)],
-        metadata=load_metadata(),
+        metadata=served_metadata(os.environ),
         plugins_dir=str(PLUGINS),
         settings={**PUBLIC_SETTINGS, **settings},
     )

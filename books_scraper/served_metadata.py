@@ -1,0 +1,79 @@
+"""metadata.yml as the server gets it, and what its auth configuration turns on, in plain words.
+
+datasette-auth-tokens 0.3 compares every Bearer token with each configured one and raises (a 500 on
+every Bearer request) when a token's `{"$env": ...}` variable is unset. So the server is never given
+such an entry: the metadata it serves lists only the static tokens whose variable is set.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT = Path(__file__).resolve().parents[1]
+METADATA = PROJECT / "metadata.yml"
+API_PLUGIN = "books-api"
+TOKENS_PLUGIN = "datasette-auth-tokens"
+
+
+def load_metadata(path: Path = METADATA) -> dict:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def env_name(value: Any) -> str | None:
+    """VAR of a `{"$env": "VAR"}` reference, None for anything else."""
+    if isinstance(value, Mapping) and list(value) == ["$env"]:
+        return value["$env"]
+    return None
+
+
+def is_set(value: Any, environ: Mapping[str, str]) -> bool:
+    """A literal value, or an $env reference whose variable is set and not empty."""
+    name = env_name(value)
+    return bool(environ.get(name)) if name is not None else bool(value)
+
+
+def served_metadata(environ: Mapping[str, str], metadata: dict | None = None) -> dict:
+    """The metadata less the static tokens whose secret is not set."""
+    served = copy.deepcopy(metadata if metadata is not None else load_metadata())
+    tokens_config = (served.get("plugins") or {}).get(TOKENS_PLUGIN)
+    if isinstance(tokens_config, dict) and isinstance(tokens_config.get("tokens"), list):
+        tokens_config["tokens"] = [
+            token for token in tokens_config["tokens"]
+            if isinstance(token, Mapping) and is_set(token.get("token"), environ)
+        ]
+    return served
+
+
+def _roles(entry: Mapping[str, Any]) -> str:
+    roles = entry.get("roles") or []
+    return ", ".join(roles) if roles else "no role"
+
+
+def auth_summary(environ: Mapping[str, str], metadata: dict | None = None) -> list[str]:
+    """One line each for login and the static tokens: what is on, and which variable turns on the
+    rest. Names of variables only, never their values."""
+    plugins = (metadata if metadata is not None else load_metadata()).get("plugins") or {}
+    api = plugins.get(API_PLUGIN) or {}
+    users = [user for user in api.get("users") or [] if isinstance(user, Mapping)]
+    secret = api.get("jwt_secret")
+    if not is_set(secret, environ):
+        login = f"login off: set {env_name(secret) or 'jwt_secret'} (32 bytes or more) to turn it on"
+    else:
+        ready = [f"{u['username']} ({_roles(u)})" for u in users if is_set(u.get("password_hash"), environ)]
+        missing = [env_name(u.get("password_hash")) for u in users if not is_set(u.get("password_hash"), environ)]
+        login = "login on for " + (", ".join(ready) if ready else "nobody")
+        if missing:
+            login += "; no password hash in " + ", ".join(name or "?" for name in missing)
+    tokens = [t for t in (plugins.get(TOKENS_PLUGIN) or {}).get("tokens") or [] if isinstance(t, Mapping)]
+    on = [f"{(t.get('actor') or {}).get('id', '?')} ({_roles(t.get('actor') or {})})"
+          for t in tokens if is_set(t.get("token"), environ)]
+    off = [env_name(t.get("token")) or "?" for t in tokens if not is_set(t.get("token"), environ)]
+    static = "static tokens on for " + (", ".join(on) if on else "none")
+    if off:
+        static += "; off until set: " + ", ".join(off)
+    return [login, static]
