@@ -172,6 +172,14 @@ async def test_books_in_price_range(ds, published_db):
     assert 0 < len(expected) < len(books)
 
 
+async def test_books_in_price_range_includes_both_bounds(ds, published_db):
+    books = catalogue(published_db.path)
+    price = Counter(b["price"] for b in books).most_common(1)[0][0]  # a price books have exactly
+    answer = await canned(ds, "books_in_price_range", min_price=str(price), max_price=str(price))
+    assert sorted(r["id"] for r in answer) == sorted(b["id"] for b in books if b["price"] == price)
+    assert answer
+
+
 async def test_category_summary(ds, published_db):
     by_category = defaultdict(list)
     for book in catalogue(published_db.path):
