@@ -4,13 +4,9 @@ from datasette import hookimpl
 
 from books_scraper.api import stats
 from books_scraper.api.cache import cache
-from books_scraper.api.catalogue import (
-    BOOK_SELECT, SORT_CHOICES, BookFilters, book_json, casefold, fts_query, list_query,
-)
-from books_scraper.api.errors import ApiError, bad_parameter
-from books_scraper.api.params import (
-    bool_param, choice_param, float_param, int_param, page_param, text_param,
-)
+from books_scraper.api.catalogue import BOOK_SELECT, BookFilters, book_json, casefold, fts_query, list_query
+from books_scraper.api.errors import ApiError
+from books_scraper.api.params import page_of, query_values
 from books_scraper.api.web import api_route, books_database, json_response, page_body
 
 
@@ -22,53 +18,46 @@ def prepare_connection(conn):
 
 @hookimpl
 def register_routes():
-    # \d+ ids: /books/search, /books/top-rated and /books/price-range are never taken for an id.
+    # [0-9]+ ids (not \d, which takes any Unicode digit): /books/search, /books/top-rated and
+    # /books/price-range are never taken for an id.
     return [
         (r"^/api/v1/books$", api_route(get=list_books)),
         (r"^/api/v1/books/search$", api_route(get=search_books)),
         (r"^/api/v1/books/top-rated$", api_route(get=top_rated)),
         (r"^/api/v1/books/price-range$", api_route(get=price_range)),
-        (r"^/api/v1/books/(?P<id>\d{1,18})$", api_route(get=one_book)),
+        (r"^/api/v1/books/(?P<id>[0-9]{1,18})$", api_route(get=one_book)),
         (r"^/api/v1/categories$", api_route(get=categories)),
     ]
 
 
 async def list_books(request, datasette):
-    args = request.args
-    q = text_param(args, "q")
+    args = query_values("/api/v1/books", request.args)
     filters = BookFilters(
-        category=text_param(args, "category"),
-        min_price=float_param(args, "min_price", minimum=0),
-        max_price=float_param(args, "max_price", minimum=0),
-        min_rating=int_param(args, "min_rating", minimum=0, maximum=5),
-        in_stock=bool_param(args, "in_stock"),
-        q=_fts(q) if q else None,
+        category=args["category"],
+        min_price=args["min_price"],
+        max_price=args["max_price"],
+        min_rating=args["min_rating"],
+        in_stock=args["in_stock"],
+        q=fts_query(args["q"]) if args["q"] else None,
     )
-    _check_range(filters.min_price, filters.max_price, "min_price", "max_price")
-    sort = choice_param(args, "sort", SORT_CHOICES, "id")
-    return await _book_page(request, datasette, filters, sort)
+    return await _book_page(request, datasette, filters, args)
 
 
 async def search_books(request, datasette):
-    title = text_param(request.args, "title")
-    category = text_param(request.args, "category")
-    if title is None and category is None:
-        raise bad_parameter("title", "give title, category or both")
-    filters = BookFilters(title_like=title, category_like=category)
-    return await _book_page(request, datasette, filters, choice_param(request.args, "sort", SORT_CHOICES, "title"))
+    args = query_values("/api/v1/books/search", request.args)
+    filters = BookFilters(title_like=args["title"], category_like=args["category"])
+    return await _book_page(request, datasette, filters, args)
 
 
 async def top_rated(request, datasette):
-    page = page_param(request.args, default=10)
-    return await _book_page(request, datasette, BookFilters(), "-rating", page)
+    args = query_values("/api/v1/books/top-rated", request.args)
+    return await _book_page(request, datasette, BookFilters(), {**args, "sort": "-rating"})
 
 
 async def price_range(request, datasette):
-    low = float_param(request.args, "min", minimum=0)
-    high = float_param(request.args, "max", minimum=0)
-    _check_range(low, high, "min", "max")
-    filters = BookFilters(min_price=low, max_price=high)
-    return await _book_page(request, datasette, filters, choice_param(request.args, "sort", SORT_CHOICES, "price"))
+    args = query_values("/api/v1/books/price-range", request.args)
+    filters = BookFilters(min_price=args["min"], max_price=args["max"])
+    return await _book_page(request, datasette, filters, args)
 
 
 async def one_book(request, datasette):
@@ -81,28 +70,17 @@ async def one_book(request, datasette):
 
 
 async def categories(request, datasette):
+    page = page_of(query_values("/api/v1/categories", request.args))
     rows = await cache.get(books_database(datasette), "category_counts", stats.category_counts)
-    page = page_param(request.args, default=1000)
     window = rows[page.offset : page.offset + page.limit]
     return json_response(page_body(request, datasette, "categories", window, len(rows), page))
 
 
-async def _book_page(request, datasette, filters, sort, page=None):
-    page = page or page_param(request.args)
-    page_sql, count_sql, params = list_query(filters, sort, page.limit, page.offset)
+async def _book_page(request, datasette, filters, args):
+    page = page_of(args)
+    page_sql, count_sql, params = list_query(filters, args["sort"], page.limit, page.offset)
     db = books_database(datasette)
     total = (await db.execute(count_sql, params)).single_value()
     rows = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
     return json_response(page_body(request, datasette, "books", rows, total, page))
 
-
-def _check_range(low, high, low_name, high_name):
-    if low is not None and high is not None and low > high:
-        raise ApiError(400, f"{low_name} must be <= {high_name}", "bad_range")
-
-
-def _fts(text):
-    query = fts_query(text)
-    if query is None:
-        raise bad_parameter("q", "q has no words to search for")
-    return query

@@ -5,14 +5,14 @@ from datasette.utils.asgi import AsgiStream
 
 from books_scraper.api import stats
 from books_scraper.api.cache import cache
-from books_scraper.api.params import INT_MAX, choice_param, float_param, int_param, page_param
+from books_scraper.api.params import Page, query_values
 from books_scraper.api.training import (
     TRAINING_COLUMNS, TRAINING_SELECT, csv_chunk, keep, ndjson_chunk,
 )
 from books_scraper.api.web import api_route, books_database, json_response, page_body
 
 STREAM_CHUNK = 500  # rows per query while streaming: memory stays flat whatever the catalogue size
-FORMATS = ["json", "csv", "ndjson"]
+JSON_PAGE = 100  # training-data rows per JSON page unless limit is given
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
 
 
@@ -25,44 +25,30 @@ def register_routes():
 
 
 async def features(request, datasette):
-    output = choice_param(request.args, "format", ["json", "csv"], "json")
+    args = query_values("/api/v1/ml/features", request.args)
     rows = await cache.get(books_database(datasette), "features", stats.features)
-    if output == "csv":
-        return _stream(lambda: _chunks(rows), stats.FEATURE_COLUMNS, "csv", "features.csv")
     # One row per book: every row unless the client pages (the rows are in memory already).
-    page = page_param(request.args, default=max(len(rows), 1), maximum=INT_MAX)
+    page = Page(args["limit"] or max(len(rows), 1), args["offset"])
     window = rows[page.offset : page.offset + page.limit]
+    if args["format"] == "csv":
+        return _stream(lambda: _chunks(window), stats.FEATURE_COLUMNS, "csv", "features.csv")
     return json_response(page_body(request, datasette, "features", window, len(rows), page))
 
 
 async def training_data(request, datasette):
-    args = request.args
-    output = choice_param(args, "format", FORMATS, "json")
-    split = choice_param(args, "split", ["all", "train", "test"], "all")
-    split = None if split == "all" else split
-    test_size = float_param(args, "test_size", minimum=0, maximum=1)
-    seed = int_param(args, "seed", 42)
-    test_size = 0.2 if test_size is None else test_size
+    args = query_values("/api/v1/ml/training-data", request.args)
+    output = args["format"]
+    split = None if args["split"] == "all" else args["split"]
+    seed, test_size = args["seed"], args["test_size"]
     db = books_database(datasette)
 
-    async def rows():
-        """Keyset pages by id, filtered to the split: never the whole table in memory."""
-        after = -1
-        while True:
-            page = (
-                await db.execute(
-                    f"{TRAINING_SELECT} where b.id > :after order by b.id limit {STREAM_CHUNK}",
-                    {"after": after},
-                )
-            ).rows
-            if not page:
-                return
-            after = page[-1]["id"]
-            yield [dict(row) for row in page if keep(row["id"], split, seed, test_size)]
-
     if output != "json":
+        # Streams: every row of the split unless limit is given; offset skips rows of the split.
+        def rows():
+            return _window(_split_rows(db, split, seed, test_size), args["offset"], args["limit"])
+
         return _stream(rows, TRAINING_COLUMNS, output, f"training-data-{split or 'all'}.{output}")
-    page = page_param(args, default=100, maximum=1000)
+    page = Page(args["limit"] or JSON_PAGE, args["offset"])
     ids = [
         row["id"]
         for row in await cache.get(db, "features", stats.features)
@@ -74,6 +60,38 @@ async def training_data(request, datasette):
     body = page_body(request, datasette, "books", [dict(r) for r in result.rows], len(ids), page)
     body["split"] = {"split": split or "all", "test_size": test_size, "seed": seed}
     return json_response(body)
+
+
+async def _split_rows(db, split, seed, test_size):
+    """Keyset pages by id, filtered to the split: never the whole table in memory."""
+    after = -1
+    while True:
+        page = (
+            await db.execute(
+                f"{TRAINING_SELECT} where b.id > :after order by b.id limit {STREAM_CHUNK}",
+                {"after": after},
+            )
+        ).rows
+        if not page:
+            return
+        after = page[-1]["id"]
+        yield [dict(row) for row in page if keep(row["id"], split, seed, test_size)]
+
+
+async def _window(chunks, offset, limit):
+    """The chunks' rows from `offset`, at most `limit` of them (None: all), still in chunks."""
+    skip, left = offset, limit
+    async for chunk in chunks:
+        if skip:
+            dropped, chunk = chunk[:skip], chunk[skip:]
+            skip -= len(dropped)
+        if left is not None:
+            chunk = chunk[:left]
+            left -= len(chunk)
+        if chunk:
+            yield chunk
+        if left == 0:
+            return
 
 
 async def _chunks(rows):

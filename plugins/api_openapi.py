@@ -3,7 +3,7 @@
 from datasette import hookimpl
 
 from books_scraper.api.openapi import openapi_document
-from books_scraper.api.web import api_route, json_response
+from books_scraper.api.web import api_config, api_route, json_response
 
 
 @hookimpl
@@ -12,4 +12,5 @@ def register_routes():
 
 
 async def openapi(request, datasette):
-    return json_response(openapi_document(datasette.absolute_url(request, "/")))
+    rows = api_config(datasette).max_prediction_rows
+    return json_response(openapi_document(datasette.absolute_url(request, "/"), rows))

@@ -12,7 +12,7 @@ from books_scraper import operations
 from books_scraper.api import stats
 from books_scraper.api.cache import cache
 from books_scraper.api.errors import ApiError
-from books_scraper.api.params import int_param, page_param, text_param
+from books_scraper.api.params import page_of, query_values
 from books_scraper.api.predictions import parse_batch, summary
 from books_scraper.api.web import (
     api_config, api_route, books_database, json_response, operations_database, page_body,
@@ -64,12 +64,9 @@ async def post_predictions(request, datasette):
 
 async def list_predictions(request, datasette):
     ops = operations_database(datasette)
-    filters = {
-        "model": text_param(request.args, "model"),
-        "batch_id": text_param(request.args, "batch"),
-        "book_id": int_param(request.args, "book_id", minimum=1),
-    }
-    page = page_param(request.args, default=100, maximum=1000)
+    args = query_values("/api/v1/ml/predictions", request.args)
+    filters = {"model": args["model"], "batch_id": args["batch"], "book_id": args["book_id"]}
+    page = page_of(args)
     conditions = [f"{column} = :{column}" for column, value in filters.items() if value is not None]
     where = (" where " + " and ".join(conditions)) if conditions else ""
     params = {**filters, "limit": page.limit, "offset": page.offset}
@@ -85,7 +82,7 @@ async def list_predictions(request, datasette):
 
 async def prediction_summary(request, datasette):
     ops = operations_database(datasette)
-    model = text_param(request.args, "model")
+    model = query_values("/api/v1/ml/predictions/summary", request.args)["model"]
     if not await ops.table_exists(operations.PREDICTIONS):
         return json_response({"models": []})
     ratings = await cache.get(books_database(datasette), "ratings", stats.ratings)

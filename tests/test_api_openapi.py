@@ -3,13 +3,17 @@ every GET's real answer validates against the schema it describes."""
 
 from __future__ import annotations
 
+import json
 import re
 
+import pytest
 from datasette.plugins import pm
-from api_support import TOKENS, bearer, value
+from api_support import TOKENS, assert_error, bearer, value
 from openapi_schema_validator import OAS30Validator
 from openapi_schema_validator import validate as validate_body
 from openapi_spec_validator import validate
+
+from books_scraper.api.params import QUERIES
 
 HTTP_METHODS = {"get", "post", "put", "delete", "patch"}
 EXAMPLE_QUERIES = {"/api/v1/books/search": "?title=a"}
@@ -93,3 +97,95 @@ async def test_error_responses_are_the_envelope(api):
     error = document["components"]["schemas"]["Error"]
     assert error["required"] == ["ok", "status", "error", "error_code"]
     assert document["paths"]["/api/v1/ml/predictions"]["post"]["security"] == [{"bearer": []}]
+
+
+def bad_values(schema: dict) -> list[str]:
+    """Values just outside what a declared parameter's schema admits."""
+    if "enum" in schema:
+        return ["not-one-of-them"]
+    if schema["type"] == "boolean":
+        return ["yes", "1", "TRUE"]
+    if schema["type"] == "string":
+        values = ["x" * (schema["maxLength"] + 1)]
+        return values + (["-"] if "pattern" in schema else [])
+    values = ["x", " 1", "1_0", "nan", "inf"]
+    if schema["type"] == "integer":
+        values += ["1.5", "+1", "١"]  # Arabic-Indic one: int() takes it, the schema does not
+    if "minimum" in schema:
+        values.append(str(schema["minimum"] - 1))
+    if "maximum" in schema:
+        values.append(str(schema["maximum"] + 1))
+    return values
+
+
+def edge_values(schema: dict) -> list[str]:
+    """Values a declared parameter's schema admits, at its edges."""
+    if "enum" in schema:
+        return list(schema["enum"])
+    if schema["type"] == "boolean":
+        return ["true", "false"]
+    if schema["type"] == "string":
+        return ["", "a"]
+    return ["", *(str(schema[key]) for key in ("minimum", "maximum") if key in schema)]
+
+
+DECLARED = [
+    pytest.param(path, param, id=f"{path.removeprefix('/api/v1/')}?{param.name}")
+    for path, query in QUERIES.items()
+    for param in query.params
+]
+
+
+async def test_the_document_describes_each_route_by_its_declaration(api):
+    document = (await api.client.get("/api/v1/openapi.json")).json()
+    for path, query in QUERIES.items():
+        assert document["paths"][path]["get"]["parameters"] == query.openapi(), path
+
+
+@pytest.mark.parametrize("path,param", DECLARED)
+async def test_each_declared_parameter_is_enforced_as_described(api, path, param):
+    """The view parses with the same declaration the document shows: outside the schema is a 400
+    naming the parameter, at its edges is accepted."""
+    # The search's rule (title or category) kept by the other parameter.
+    others = [("category" if param.name == "title" else "title", "a")] if path.endswith("/search") else []
+    for bad in bad_values(param.schema):
+        response = await api.client.get(path, params=[*others, (param.name, bad)])
+        assert response.status_code == 400, (bad, response.status_code)
+        body = assert_error(response, 400, "bad_parameter")
+        assert body["details"]["parameter"] == param.name, (bad, body)
+    for good in edge_values(param.schema):
+        response = await api.client.get(path, params=[*others, (param.name, good)])
+        assert response.status_code == 200, (good, response.text[:300])
+
+
+@pytest.mark.parametrize(
+    "path,output",
+    [
+        pytest.param("/api/v1/ml/features", "csv", id="features-csv"),
+        pytest.param("/api/v1/ml/training-data", "csv", id="training-data-csv"),
+        pytest.param("/api/v1/ml/training-data", "ndjson", id="training-data-ndjson"),
+    ],
+)
+async def test_streams_validate_and_honour_limit_and_offset_like_json(api, path, output):
+    for bad in ["limit=-610", "limit=0", "offset=-1", "limit=x", "offset=1.5"]:
+        assert_error(await api.client.get(f"{path}?format={output}&{bad}"), 400, "bad_parameter")
+    page = (await api.client.get(f"{path}?limit=3&offset=2")).json()
+    ids = [row["id"] for row in page["features" if path.endswith("features") else "books"]]
+    response = await api.client.get(f"{path}?format={output}&limit=3&offset=2")
+    assert response.status_code == 200
+    lines = response.text.splitlines()
+    if output == "csv":
+        streamed = [int(line.split(",")[0]) for line in lines[1:]]
+    else:
+        streamed = [json.loads(line)["id"] for line in lines]
+    assert streamed == ids and len(ids) == 3
+
+
+async def test_a_model_name_ends_where_the_text_ends(writable_api):
+    """Python's `$` also matches before a final newline; the document's (ECMA) `$` does not."""
+    ds, published = writable_api
+    book_id = value(published.path, "select min(id) from books")
+    batch = {"model": "m1\n", "predictions": [{"id": book_id, "predicted_rating": 3}]}
+    response = await ds.client.post("/api/v1/ml/predictions", json=batch, headers=bearer(TOKENS["ml"]))
+    assert_error(response, 422, "invalid_model")
+    assert_error(await ds.client.get("/api/v1/ml/predictions?model=m1%0A"), 400, "bad_parameter")

@@ -1,8 +1,11 @@
-"""The OpenAPI 3 description of /api/v1, served at /api/v1/openapi.json (a test keeps it true)."""
+"""The OpenAPI 3 description of /api/v1, served at /api/v1/openapi.json: query parameters from each
+route's declaration (params.QUERIES), every status an operation can answer (tests/test_schemathesis.py)."""
 
 from __future__ import annotations
 
-from books_scraper.api.catalogue import SORT_CHOICES
+from books_scraper.api.params import MODEL_PATTERN, QUERIES
+from books_scraper.api.predictions import DEFAULT_MODEL, MAX_RATING, MIN_RATING
+from books_scraper.api.web import LOGIN_BODY_BYTES
 
 NUMBER = {"type": "number"}
 INTEGER = {"type": "integer"}
@@ -12,10 +15,6 @@ NULLABLE_STRING = {"type": "string", "nullable": True}
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _query(name: str, schema: dict, description: str, required: bool = False) -> dict:
-    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
 
 
 def _json(schema: dict, description: str) -> dict:
@@ -46,25 +45,34 @@ def _page_of(key: str, item: dict) -> dict:
     }
 
 
-PAGE = [
-    _query("limit", {"type": "integer", "minimum": 1}, "rows per page"),
-    _query("offset", {"type": "integer", "minimum": 0}, "rows to skip"),
-]
 BEARER = [{"bearer": []}]
+# Statuses every /api/v1 operation can answer, besides its own.
+EVERY_OPERATION = {
+    "401": {"$ref": "#/components/responses/MalformedAuthorization"},
+    "405": {"$ref": "#/components/responses/MethodNotAllowed"},
+}
 
 
-def _get(summary: str, ok: dict, parameters: list | None = None, errors=(400,)) -> dict:
-    return {
-        "get": {
-            "summary": summary,
-            "parameters": parameters or [],
-            "responses": {"200": ok, **_errors(*errors)},
-        }
-    }
+def _operation(summary: str, responses: dict, path: str | None = None, errors=(), **extra) -> dict:
+    """One operation; with `path`, its query parameters and their rules come from params.QUERIES."""
+    operation = {"summary": summary, **extra}
+    if path is not None:
+        query = QUERIES[path]
+        operation["parameters"] = query.openapi()
+        if query.rules:
+            operation["description"] = query.description()
+    operation["responses"] = {**EVERY_OPERATION, **responses, **_errors(*errors)}
+    return operation
 
 
-def _book_list(summary: str, parameters: list) -> dict:
-    return _get(summary, _json(_page_of("books", _ref("Book")), "a page of books"), parameters + PAGE)
+def _get(summary: str, ok: dict, path: str | None = None, errors=(503,)) -> dict:
+    # 400: a query parameter out of its schema; 503: the database is not served.
+    errors = (400, *errors) if path is not None else errors
+    return {"get": _operation(summary, {"200": ok}, path, errors)}
+
+
+def _book_list(summary: str, path: str) -> dict:
+    return _get(summary, _json(_page_of("books", _ref("Book")), "a page of books"), path)
 
 
 def _crawl_run(description: str) -> dict:
@@ -90,40 +98,49 @@ def _tabular(description: str, schema: dict, streams: tuple[str, ...]) -> dict:
     return {"description": description, "content": content}
 
 
-def paths() -> dict:
-    sort = _query("sort", {"type": "string", "enum": SORT_CHOICES}, "order; '-' for descending")
-    split = [
-        _query("split", {"type": "string", "enum": ["all", "train", "test"]}, "deterministic split"),
-        _query("test_size", {"type": "number", "minimum": 0, "maximum": 1}, "share in test (0.2)"),
-        _query("seed", INTEGER, "split seed (42)"),
-    ]
-    prediction_post = {
-        "summary": "Store a batch of predicted ratings (role ml or admin)",
-        "security": BEARER,
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"oneOf": [
-                {"type": "array", "items": _ref("PredictionIn")},
-                {
-                    "type": "object",
-                    "required": ["predictions"],
-                    "properties": {
-                        "model": STRING,
-                        "predictions": {"type": "array", "items": _ref("PredictionIn")},
-                    },
-                },
-            ]}}},
+def _prediction_batch(max_rows: int) -> dict:
+    rows = {"type": "array", "items": _ref("PredictionIn"), "minItems": 1, "maxItems": max_rows}
+    return {"oneOf": [
+        rows,
+        {
+            "type": "object",
+            "required": ["predictions"],
+            "properties": {
+                "model": {"type": "string", "pattern": MODEL_PATTERN, "default": DEFAULT_MODEL},
+                "predictions": rows,
+            },
         },
-        "responses": {
-            "201": _json(
-                {"type": "object", "properties": {
-                    "ok": {"type": "boolean"}, "batch_id": STRING, "model": STRING, "count": INTEGER,
-                }},
-                "the batch was stored",
-            ),
-            **_errors(400, 401, 403, 413, 415, 422),
-        },
-    }
+    ]}
+
+
+def _token_request(summary: str, body: dict, ok: dict) -> dict:
+    return {"post": _operation(
+        summary, {"200": ok}, errors=(400, 401, 413, 415, 422, 503),
+        description=f"401 for wrong credentials; 413 past {LOGIN_BODY_BYTES} bytes of body; "
+        "503 when login is not configured (no JWT secret).",
+        requestBody={"required": True, "content": {"application/json": {"schema": body}}},
+    )}
+
+
+def paths(max_prediction_rows: int = 10_000) -> dict:
+    prediction_post = _operation(
+        "Store a batch of predicted ratings (role ml or admin)",
+        {"201": _json(
+            {"type": "object", "properties": {
+                "ok": {"type": "boolean"}, "batch_id": STRING, "model": STRING, "count": INTEGER,
+            }},
+            "the batch was stored",
+        )},
+        errors=(400, 401, 403, 413, 415, 422, 503),
+        description="One bad row rejects the whole batch with 422 naming it (details.row): an id that is "
+        "no published book's (unknown_book), the same id twice in the batch (duplicate_id), a rating "
+        f"outside {MIN_RATING:g}..{MAX_RATING:g}. 413 beyond {max_prediction_rows} rows or the body size "
+        "limit; 503 when the operations database is not served or read-only.",
+        security=BEARER,
+        requestBody={"required": True, "content": {"application/json": {
+            "schema": _prediction_batch(max_prediction_rows),
+        }}},
+    )
     return {
         "/api/v1/health": _get(
             "Service health",
@@ -132,86 +149,72 @@ def paths() -> dict:
                 "last_crawl": _crawl_run("the last published crawl in the served books database"),
                 "latest_crawl_attempt": _crawl_run("the operations journal's latest attempt, any status"),
             }), "the service is up"),
-            errors=(503,),
         ),
-        "/api/v1/books": _book_list("List books", [
-            _query("category", STRING, "category name or slug, any case"),
-            _query("min_price", NUMBER, "lowest price"),
-            _query("max_price", NUMBER, "highest price"),
-            _query("min_rating", {"type": "integer", "minimum": 0, "maximum": 5}, "lowest rating"),
-            _query("in_stock", {"type": "boolean"}, "only books in (or out of) stock"),
-            _query("q", STRING, "full-text search on title and description"),
-            sort,
-        ]),
+        "/api/v1/books": _book_list("List books", "/api/v1/books"),
         "/api/v1/books/{id}": {
-            "get": {
-                "summary": "One book",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": INTEGER}],
-                "responses": {"200": _json(_ref("Book"), "the book"), **_errors(404)},
-            }
+            "get": _operation(
+                "One book",
+                {"200": _json(_ref("Book"), "the book")},
+                errors=(404, 503),
+                description="404 for an id no book has, or one that is not 1-18 digits.",
+                parameters=[{
+                    "name": "id", "in": "path", "required": True,
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 10**18 - 1},
+                }],
+            )
         },
-        "/api/v1/books/search": _book_list("Case-insensitive partial match on title and/or category", [
-            _query("title", STRING, "part of the title"),
-            _query("category", STRING, "part of the category name"),
-            sort,
-        ]),
-        "/api/v1/books/top-rated": _book_list("Books by rating, best first", []),
-        "/api/v1/books/price-range": _book_list("Books within a price range, cheapest first", [
-            _query("min", NUMBER, "lowest price"), _query("max", NUMBER, "highest price"), sort,
-        ]),
-        "/api/v1/categories": _get(
-            "Every category with its book count", _json(_page_of("categories", _ref("Category")), "categories"), PAGE
+        "/api/v1/books/search": _book_list(
+            "Case-insensitive partial match on title and/or category", "/api/v1/books/search"
         ),
-        "/api/v1/stats/overview": _get("Catalogue totals", _json(_ref("Overview"), "totals"), errors=()),
+        "/api/v1/books/top-rated": _book_list("Books by rating, best first", "/api/v1/books/top-rated"),
+        "/api/v1/books/price-range": _book_list(
+            "Books within a price range, cheapest first", "/api/v1/books/price-range"
+        ),
+        "/api/v1/categories": _get(
+            "Every category with its book count",
+            _json(_page_of("categories", _ref("Category")), "categories"),
+            "/api/v1/categories",
+        ),
+        "/api/v1/stats/overview": _get("Catalogue totals", _json(_ref("Overview"), "totals")),
         "/api/v1/stats/categories": _get(
             "Per-category figures, a bare list",
             _json({"type": "array", "items": _ref("CategoryStats")}, "one entry per category"),
-            errors=(),
         ),
         "/api/v1/ml/features": _get(
             "Numeric features, one row per book: every book unless limit is given",
             _tabular("features", _page_of("features", _ref("Features")), ("csv",)),
-            [_query("format", {"type": "string", "enum": ["json", "csv"]}, "json (the list envelope) or csv"), *PAGE],
+            "/api/v1/ml/features",
         ),
         "/api/v1/ml/training-data": _get(
             "Every book field, optionally one side of a deterministic split",
             _tabular("training rows", _training_page(), ("csv", "ndjson")),
-            [_query("format", {"type": "string", "enum": ["json", "csv", "ndjson"]}, "csv/ndjson stream everything"),
-             *split, *PAGE],
+            "/api/v1/ml/training-data",
         ),
         "/api/v1/ml/predictions": {
             "get": _get(
                 "Stored predictions",
                 _json(_page_of("predictions", _ref("Prediction")), "a page of predictions"),
-                [_query("model", STRING, "model name"), _query("batch", STRING, "batch id"),
-                 _query("book_id", INTEGER, "book id"), *PAGE],
+                "/api/v1/ml/predictions",
             )["get"],
             "post": prediction_post,
         },
         "/api/v1/ml/predictions/summary": _get(
             "Per model: count, MAE and RMSE against the actual ratings",
-            _json({"type": "object", "properties": {"models": {"type": "array", "items": _ref("ModelSummary")}}}, "scores"),
-            [_query("model", STRING, "one model only")],
+            _json({"type": "object", "properties": {"models": {"type": "array", "items": _ref("ModelSummary")}}},
+                  "scores"),
+            "/api/v1/ml/predictions/summary",
         ),
-        "/api/v1/auth/login": {
-            "post": {
-                "summary": "Exchange username and password for JWTs",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["username", "password"],
-                    "properties": {"username": STRING, "password": STRING},
-                }}}},
-                "responses": {"200": _json(_ref("Tokens"), "tokens"), **_errors(400, 401, 415, 422, 503)},
-            }
-        },
-        "/api/v1/auth/refresh": {
-            "post": {
-                "summary": "Exchange a refresh token for a new access token",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["refresh_token"], "properties": {"refresh_token": STRING},
-                }}}},
-                "responses": {"200": _json(_ref("Tokens"), "a new access token"), **_errors(400, 401, 415, 422, 503)},
-            }
-        },
+        "/api/v1/auth/login": _token_request(
+            "Exchange username and password for JWTs",
+            {"type": "object", "required": ["username", "password"],
+             "properties": {"username": STRING, "password": STRING}},
+            _json(_ref("Tokens"), "tokens"),
+        ),
+        "/api/v1/auth/refresh": _token_request(
+            "Exchange a refresh token for a new access token",
+            {"type": "object", "required": ["refresh_token"], "properties": {"refresh_token": STRING}},
+            _json(_ref("Tokens"), "a new access token"),
+        ),
         "/api/v1/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3"), errors=()),
     }
 
@@ -259,7 +262,8 @@ def schemas() -> dict:
             "stock_count": nullable_integer, "category_code": INTEGER,
         }),
         "PredictionIn": {"type": "object", "required": ["id", "predicted_rating"], "properties": {
-            "id": INTEGER, "predicted_rating": {"type": "number", "minimum": 0, "maximum": 5},
+            "id": {**INTEGER, "description": "a published book's id"},
+            "predicted_rating": {"type": "number", "minimum": MIN_RATING, "maximum": MAX_RATING},
         }},
         "Prediction": _record({
             "id": INTEGER, "batch_id": STRING, "model": STRING, "book_id": INTEGER,
@@ -276,7 +280,7 @@ def schemas() -> dict:
     }
 
 
-def openapi_document(server_url: str) -> dict:
+def openapi_document(server_url: str, max_prediction_rows: int = 10_000) -> dict:
     return {
         "openapi": "3.0.3",
         "info": {
@@ -286,10 +290,19 @@ def openapi_document(server_url: str) -> dict:
             "Every error is {ok: false, status, error, error_code}.",
         },
         "servers": [{"url": server_url}],
-        "paths": paths(),
+        "paths": paths(max_prediction_rows),
         "components": {
             "schemas": schemas(),
-            "responses": {"Error": _json(_ref("Error"), "an error, in the one envelope")},
+            "responses": {
+                "Error": _json(_ref("Error"), "an error, in the one envelope"),
+                "MalformedAuthorization": _json(
+                    _ref("Error"), "an Authorization header no token can match (not a printable ASCII Bearer token)"
+                ),
+                "MethodNotAllowed": {
+                    **_json(_ref("Error"), "a method this path does not answer"),
+                    "headers": {"Allow": {"description": "the methods it does answer", "schema": STRING}},
+                },
+            },
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
                            "description": "a static API token or a JWT access token from /api/v1/auth/login"},

@@ -1,88 +1,204 @@
-"""Query-string parsing: every bad value becomes a 400 naming the parameter, never a 500."""
+"""Query parameters, declared once per route: the declaration parses a request's query string (every
+bad value a 400 naming the parameter, never a 500) and describes itself as OpenAPI parameters.
+
+Values are read exactly as sent: an empty value (`?category=`) is the same as leaving the parameter
+out (OpenAPI `allowEmptyValue`), integers and numbers are plain JSON-style literals, booleans are
+`true` or `false`. What the OpenAPI document says is what parse() enforces (tests/test_schemathesis.py).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from books_scraper.api.errors import bad_parameter
+from books_scraper.api.catalogue import SORT_CHOICES
+from books_scraper.api.errors import ApiError, bad_parameter
 
 # SQLite's INTEGER range: the default bounds of every integer parameter (bigger would be a 500).
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
-TRUE = {"1", "true", "yes", "on"}
-FALSE = {"0", "false", "no", "off"}
+TEXT_MAX_LENGTH = 200
+INTEGER_LITERAL = re.compile(r"-?[0-9]+")
+NUMBER_LITERAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+BOOLEANS = {"true": True, "false": False}
+# A prediction's model name: the POST body and the ?model= filters share it.
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$"
 
 
-def text_param(args: Mapping, name: str, max_length: int = 200) -> str | None:
-    value = (args.get(name) or "").strip()
-    if len(value) > max_length:
-        raise bad_parameter(name, f"{name} is longer than {max_length} characters")
-    return value or None
+def pattern_matches(pattern: str, value: str) -> bool:
+    """A JSON Schema (ECMA 262) `pattern` test: unanchored search, and a final `$` is the end of the
+    text (Python's `$` also matches before a final newline: "m1\n" is no model name)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.search(pattern, value) is not None
 
 
-def int_param(
-    args: Mapping,
-    name: str,
-    default: int | None = None,
-    minimum: int = INT_MIN,
-    maximum: int = INT_MAX,
-) -> int | None:
-    raw = text_param(args, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise bad_parameter(name, f"{name} must be an integer, got {raw!r}") from None
-    _check_bounds(name, value, minimum, maximum)
-    return value
+def _to_integer(name: str, raw: str) -> int:
+    if not INTEGER_LITERAL.fullmatch(raw):
+        raise bad_parameter(name, f"{name} must be an integer, got {raw!r}")
+    return int(raw)
 
 
-def float_param(
-    args: Mapping,
-    name: str,
-    minimum: float | None = None,
-    maximum: float | None = None,
-) -> float | None:
-    raw = text_param(args, name)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise bad_parameter(name, f"{name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value):
+def _to_number(name: str, raw: str) -> float:
+    value = float(raw) if NUMBER_LITERAL.fullmatch(raw) else math.nan
+    if not math.isfinite(value):  # also 1e999, which float() reads as infinity
         raise bad_parameter(name, f"{name} must be a finite number, got {raw!r}")
-    _check_bounds(name, value, minimum, maximum)
     return value
 
 
-def bool_param(args: Mapping, name: str) -> bool | None:
-    raw = text_param(args, name)
-    if raw is None:
-        return None
-    if raw.lower() in TRUE:
-        return True
-    if raw.lower() in FALSE:
-        return False
-    raise bad_parameter(name, f"{name} must be true or false, got {raw!r}")
+def _to_boolean(name: str, raw: str) -> bool:
+    if raw not in BOOLEANS:
+        raise bad_parameter(name, f"{name} must be true or false, got {raw!r}")
+    return BOOLEANS[raw]
 
 
-def choice_param(args: Mapping, name: str, choices: list[str], default: str) -> str:
-    raw = text_param(args, name)
-    if raw is None:
-        return default
-    if raw not in choices:
-        raise bad_parameter(name, f"{name} must be one of {', '.join(choices)}; got {raw!r}")
+def _to_text(name: str, raw: str) -> str:
     return raw
 
 
-def _check_bounds(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
-    if minimum is not None and value < minimum:
-        raise bad_parameter(name, f"{name} must be >= {minimum}")
-    if maximum is not None and value > maximum:
-        raise bad_parameter(name, f"{name} must be <= {maximum}")
+@dataclass(frozen=True)
+class Param:
+    """One query parameter: its OpenAPI schema is the whole contract, parse() enforces exactly it."""
+
+    name: str
+    schema: dict
+    description: str
+    convert: Callable[[str, str], Any] = _to_text
+
+    @property
+    def default(self) -> Any:
+        return self.schema.get("default")
+
+    def parse(self, args: Mapping) -> Any:
+        raw = args.get(self.name)
+        if raw is None or raw == "":
+            return self.default
+        value = self.convert(self.name, raw)
+        self._check(value, raw)
+        return value
+
+    def _check(self, value: Any, raw: str) -> None:
+        schema, name = self.schema, self.name
+        if "enum" in schema and value not in schema["enum"]:
+            raise bad_parameter(name, f"{name} must be one of {', '.join(schema['enum'])}; got {raw!r}")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise bad_parameter(name, f"{name} is longer than {schema['maxLength']} characters")
+        if "pattern" in schema and not pattern_matches(schema["pattern"], value):
+            raise bad_parameter(name, f"{name} must match {schema['pattern']}; got {raw!r}")
+        if "minimum" in schema and value < schema["minimum"]:
+            raise bad_parameter(name, f"{name} must be >= {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise bad_parameter(name, f"{name} must be <= {schema['maximum']}")
+
+    def openapi(self) -> dict:
+        return {
+            "name": self.name, "in": "query", "required": False, "allowEmptyValue": True,
+            "description": self.description, "schema": self.schema,
+        }
+
+
+def _with_default(schema: dict, default: Any) -> dict:
+    return schema if default is None else {**schema, "default": default}
+
+
+def integer(
+    name: str, description: str, default: int | None = None, minimum: int = INT_MIN, maximum: int = INT_MAX
+) -> Param:
+    schema = {"type": "integer", "format": "int64", "minimum": minimum, "maximum": maximum}
+    return Param(name, _with_default(schema, default), description, _to_integer)
+
+
+def number(
+    name: str, description: str, default: float | None = None, minimum: float | None = None,
+    maximum: float | None = None,
+) -> Param:
+    bounds = {"minimum": minimum, "maximum": maximum}
+    schema = {"type": "number", **{k: v for k, v in bounds.items() if v is not None}}
+    return Param(name, _with_default(schema, default), description, _to_number)
+
+
+def boolean(name: str, description: str) -> Param:
+    return Param(name, {"type": "boolean"}, description, _to_boolean)
+
+
+def choice(name: str, description: str, choices: list[str], default: str) -> Param:
+    return Param(name, {"type": "string", "enum": list(choices), "default": default}, description, _to_text)
+
+
+def text(name: str, description: str, pattern: str | None = None) -> Param:
+    schema = {"type": "string", "maxLength": TEXT_MAX_LENGTH}
+    if pattern is not None:
+        schema["pattern"] = pattern
+    return Param(name, schema, description, _to_text)
+
+
+def page(default: int | None, maximum: int = 1000, default_text: str | None = None) -> tuple[Param, Param]:
+    """limit (1..maximum) and offset (>= 0); a None default: every row unless limit is given."""
+    limit_text = f"rows per page, 1-{maximum}" if maximum < INT_MAX else "rows per page"
+    if default_text or default is not None:
+        limit_text += f" (default {default_text or default})"
+    return (
+        integer("limit", limit_text, default, minimum=1, maximum=maximum),
+        integer("offset", "rows to skip", 0, minimum=0),
+    )
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A condition on several parameters, beyond what one parameter's schema can say (OpenAPI 3.0
+    has no way to say it): stated in the operation's description, enforced by parse()."""
+
+    description: str
+    holds: Callable[[dict], bool]
+    error: Callable[[], ApiError]
+
+
+def ordered(low: str, high: str) -> Rule:
+    return Rule(
+        f"{low} must be <= {high} when both are given (400 bad_range)",
+        lambda v: v[low] is None or v[high] is None or v[low] <= v[high],
+        lambda: ApiError(400, f"{low} must be <= {high}", "bad_range"),
+    )
+
+
+def at_least_one(*names: str) -> Rule:
+    listed = " or ".join(names)
+    return Rule(
+        f"give {listed} (or both): without either, 400 bad_parameter",
+        lambda v: any(v[name] is not None for name in names),
+        lambda: bad_parameter(names[0], f"give {listed} or both"),
+    )
+
+
+@dataclass(frozen=True)
+class Query:
+    """A route's query parameters and the rules between them."""
+
+    params: tuple[Param, ...]
+    rules: tuple[Rule, ...] = ()
+
+    def values(self, args: Mapping) -> dict[str, Any]:
+        """Each parameter on its own: defaults applied, 400 for the first bad value."""
+        return {param.name: param.parse(args) for param in self.params}
+
+    def parse(self, args: Mapping) -> dict[str, Any]:
+        values = self.values(args)
+        for rule in self.rules:
+            if not rule.holds(values):
+                raise rule.error()
+        return values
+
+    def openapi(self) -> list[dict]:
+        return [param.openapi() for param in self.params]
+
+    def description(self) -> str:
+        return "; ".join(rule.description for rule in self.rules)
+
+
+def page_of(values: dict) -> Page:
+    return Page(limit=values["limit"], offset=values["offset"])
 
 
 @dataclass(frozen=True)
@@ -91,8 +207,75 @@ class Page:
     offset: int
 
 
-def page_param(args: Mapping, default: int = 50, maximum: int = 1000) -> Page:
-    return Page(
-        limit=int_param(args, "limit", default, minimum=1, maximum=maximum),
-        offset=int_param(args, "offset", 0, minimum=0),
-    )
+# Each route's query parameters, declared once: the views parse with these, openapi.py describes them.
+SORT = "order; '-' for descending"
+SPLIT = (
+    choice("split", "deterministic split", ["all", "train", "test"], "all"),
+    number("test_size", "share of books in test", 0.2, minimum=0, maximum=1),
+    integer("seed", "split seed", 42),
+)
+QUERIES: dict[str, Query] = {
+    "/api/v1/books": Query(
+        (
+            text("category", "category name or slug, any case"),
+            number("min_price", "lowest price", minimum=0),
+            number("max_price", "highest price", minimum=0),
+            integer("min_rating", "lowest rating", minimum=0, maximum=5),
+            boolean("in_stock", "only books in (true) or out of (false) stock"),
+            text(
+                "q", "full-text search on title and description: every word must match; at least one "
+                "word (a letter, digit or _, in any script)", pattern=r"\w",
+            ),
+            choice("sort", SORT, SORT_CHOICES, "id"),
+            *page(50),
+        ),
+        (ordered("min_price", "max_price"),),
+    ),
+    "/api/v1/books/search": Query(
+        (
+            text("title", "part of the title, any case"),
+            text("category", "part of the category name, any case"),
+            choice("sort", SORT, SORT_CHOICES, "title"),
+            *page(50),
+        ),
+        (at_least_one("title", "category"),),
+    ),
+    "/api/v1/books/top-rated": Query(page(10)),
+    "/api/v1/books/price-range": Query(
+        (
+            number("min", "lowest price", minimum=0),
+            number("max", "highest price", minimum=0),
+            choice("sort", SORT, SORT_CHOICES, "price"),
+            *page(50),
+        ),
+        (ordered("min", "max"),),
+    ),
+    "/api/v1/categories": Query(page(1000)),
+    "/api/v1/ml/features": Query(
+        (
+            choice("format", "json (the list envelope) or csv", ["json", "csv"], "json"),
+            *page(None, maximum=INT_MAX, default_text="every row"),
+        )
+    ),
+    "/api/v1/ml/training-data": Query(
+        (
+            choice("format", "json (paged), csv or ndjson (streamed)", ["json", "csv", "ndjson"], "json"),
+            *SPLIT,
+            *page(None, default_text="100 for json; every row for csv and ndjson"),
+        )
+    ),
+    "/api/v1/ml/predictions": Query(
+        (
+            text("model", "model name", pattern=MODEL_PATTERN),
+            text("batch", "batch id"),
+            integer("book_id", "book id", minimum=1),
+            *page(100),
+        )
+    ),
+    "/api/v1/ml/predictions/summary": Query((text("model", "one model only", pattern=MODEL_PATTERN),)),
+}
+
+
+def query_values(path: str, args: Mapping) -> dict[str, Any]:
+    """The parsed query string of the route at `path` (a key of QUERIES)."""
+    return QUERIES[path].parse(args)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import re
 import sqlite3
 from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
 from books_scraper.api.errors import ApiError
+from books_scraper.api.params import MODEL_PATTERN, pattern_matches
 
 DEFAULT_MODEL = "default"
-MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$")
 MIN_RATING, MAX_RATING = 0.0, 5.0
 
 
@@ -29,7 +28,7 @@ def parse_batch(payload: Any, known_ids: Container[int], max_rows: int) -> Batch
     if isinstance(payload, dict):
         model = payload.get("model", DEFAULT_MODEL)
         rows = payload.get("predictions")
-        if not isinstance(model, str) or not MODEL_NAME.match(model):
+        if not isinstance(model, str) or not pattern_matches(MODEL_PATTERN, model):
             raise ApiError(
                 422, "model must be 1-100 letters, digits or _.:- starting with a letter or digit",
                 "invalid_model",

@@ -16,6 +16,7 @@ from books_scraper.api.params import Page
 
 API_PREFIX = "/api/v1"
 PLUGIN = "books-api"
+LOGIN_BODY_BYTES = 4096  # the most of a login or refresh body read (a username and password fit)
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
