@@ -8,7 +8,7 @@ import pytest
 from api_support import ENV, make_datasette
 from datasette.app import Datasette
 from sitebuilder import build_site, sample_books
-from support import FIXTURE_SITE, SiteServer, crawl
+from support import FIXTURE_SITE, SiteServer, crawl, query
 
 
 @dataclass
@@ -16,6 +16,11 @@ class PublishedDatabase:
     path: Path
     operations_path: Path
     source: str  # "fixture-site" (the real site's copy) or "generated"
+
+    def plain_title(self) -> str:
+        """A title of letters, digits and spaces only, for searches that must find exactly it."""
+        sql = "select title from books where title not glob '*[^A-Za-z0-9 ]*' order by id limit 1"
+        return query(self.path, sql)[0]["title"]
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 from serving import ServeProcess, load_metadata
+from support import query
 
 from books_scraper.serve import PUBLIC_SETTINGS
 
@@ -22,7 +22,6 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 TIMEOUT_MS = 20_000
-KNOWN_TITLE = {"fixture-site": "Tipping the Velvet", "generated": "Book number 7"}
 
 pytestmark = [
     pytest.mark.browser,
@@ -30,12 +29,8 @@ pytestmark = [
 ]
 
 
-def query(path: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+def rows(path: Path, sql: str) -> list[tuple]:
+    return [tuple(row.values()) for row in query(path, sql)]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +74,11 @@ def test_home_page(page):
 
 
 def test_books_table_and_category_facet(page, published_db):
-    total = query(published_db.path, "select count(*) from books")[0][0]
+    total = rows(published_db.path, "select count(*) from books")[0][0]
     page.goto("/books/books")
     assert page.locator("h3").first.inner_text().startswith(f"{total:,} rows")
 
-    name, category_id, count = query(
+    name, category_id, count = rows(
         published_db.path,
         "select c.name, c.id, count(*) from books b join categories c on c.id = b.category_id "
         "group by c.id order by count(*) desc, c.name limit 1 offset 1",
@@ -96,7 +91,7 @@ def test_books_table_and_category_facet(page, published_db):
 
 
 def test_search_for_a_title(page, published_db):
-    title = KNOWN_TITLE[published_db.source]
+    title = published_db.plain_title()
     page.goto("/books/books")
     page.fill("input[name=_search]", title)
     page.locator("input[name=_search]").press("Enter")
@@ -106,7 +101,7 @@ def test_search_for_a_title(page, published_db):
 
 
 def test_run_sql_from_the_query_page(page, published_db):
-    expected = query(published_db.path, "select rating, count(*) from books group by rating order by rating")
+    expected = rows(published_db.path, "select rating, count(*) from books group by rating order by rating")
     page.goto("/books")
     page.locator(".CodeMirror").click()  # Datasette 0.65's SQL editor is CodeMirror 5
     page.keyboard.press("Control+A")
@@ -120,7 +115,7 @@ def test_run_sql_from_the_query_page(page, published_db):
 
 
 def test_follow_the_csv_link(page, published_db):
-    total = query(published_db.path, "select count(*) from books")[0][0]
+    total = rows(published_db.path, "select count(*) from books")[0][0]
     page.goto("/books/books")
     with page.expect_response(lambda response: ".csv" in response.url) as answer:
         page.locator("p.export-links a", has_text="CSV").first.click()
@@ -134,12 +129,12 @@ def test_follow_the_csv_link(page, published_db):
 
 def test_dashboard_draws_its_charts(page, published_db):
     path = published_db.path
-    total = query(path, "select count(*) from books")[0][0]
+    total = rows(path, "select count(*) from books")[0][0]
     bars = {  # one bar per row each chart's query returns
-        "books-per-category": query(path, "select count(distinct category_id) from books")[0][0],
-        "rating-distribution": query(path, "select count(distinct rating) from books")[0][0],
-        "price-histogram": query(path, "select count(distinct cast(price / 5 as integer)) from books")[0][0],
-        "average-price-by-rating": query(path, "select count(distinct rating) from books")[0][0],
+        "books-per-category": rows(path, "select count(distinct category_id) from books")[0][0],
+        "rating-distribution": rows(path, "select count(distinct rating) from books")[0][0],
+        "price-histogram": rows(path, "select count(distinct cast(price / 5 as integer)) from books")[0][0],
+        "average-price-by-rating": rows(path, "select count(distinct rating) from books")[0][0],
     }
     charts = load_metadata()["plugins"]["datasette-dashboards"]["books"]["charts"]
     assert {slug for slug, chart in charts.items() if chart["library"] == "vega-lite"} == set(bars)
@@ -149,7 +144,7 @@ def test_dashboard_draws_its_charts(page, published_db):
         expect(page.locator(f"#chart-{slug} svg.marks g.mark-rect path")).to_have_count(count)
     expect(page.locator("#chart-total-books p")).to_have_text(str(total))
 
-    name, count = query(
+    name, count = rows(
         path,
         "select c.name, count(*) from books b join categories c on c.id = b.category_id "
         "group by c.id order by count(*) desc, c.name limit 1",
