@@ -8,6 +8,7 @@ request refused and no invalid one accepted. Examples are bounded (MAX_EXAMPLES)
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -20,7 +21,8 @@ from support import query
 
 from books_scraper.api.params import QUERIES
 
-MAX_EXAMPLES = 25
+# A deeper run now and then: BOOKS_SCHEMATHESIS_EXAMPLES=500 pytest tests/test_schemathesis.py
+MAX_EXAMPLES = int(os.environ.get("BOOKS_SCHEMATHESIS_EXAMPLES", "25"))
 PREDICTIONS = "/api/v1/ml/predictions"
 CONFIG = {
     "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
