@@ -7,9 +7,7 @@ from datasette import hookimpl
 
 from books_scraper.api import auth
 from books_scraper.api.errors import ApiError
-from books_scraper.api.web import api_config, api_route, json_response, read_json
-
-LOGIN_BODY_BYTES = 4096
+from books_scraper.api.web import LOGIN_BODY_BYTES, api_config, api_route, json_response, read_json
 
 
 @hookimpl
