@@ -20,16 +20,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from books_scraper import settings
+from books_scraper.api.config import ConfigError, parse_config
 from books_scraper.operations import open_operations_db
-from books_scraper.served_metadata import METADATA, PROJECT, auth_summary, served_metadata
+from books_scraper.served_metadata import (
+    API_PLUGIN, BOOKS_DATABASE, METADATA, OPERATIONS_DATABASE, PROJECT, auth_summary, load_metadata,
+    resolve_env, served_metadata,
+)
 
 PLUGINS = PROJECT / "plugins"
 # What Datasette is given: metadata.yml less the static tokens whose secret is unset.
 SERVED_METADATA = ".served-metadata.json"
-
-# metadata.yml describes the databases by these names, which Datasette takes from the file names.
-BOOKS_DB_NAME = "books"
-OPERATIONS_DB_NAME = "operations"
 
 # A public, read-only service (docs/publication.md says why each one).
 PUBLIC_SETTINGS: dict[str, object] = {
@@ -70,9 +70,11 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] = o
                         help="the published books database, crawled first when missing (BOOKS_DB_PATH)")
     parser.add_argument("--operations-db", type=Path, default=settings.BOOKS_OPS_DB_PATH,
                         help="the writable operations database, created when missing (BOOKS_OPS_DB_PATH)")
+    parser.add_argument("--metadata", type=Path, default=METADATA,
+                        help="the Datasette metadata, with the books-api configuration")
     args = parser.parse_args(argv)
     args.books_db, args.operations_db = args.books_db.resolve(), args.operations_db.resolve()
-    for path, name in ((args.books_db, BOOKS_DB_NAME), (args.operations_db, OPERATIONS_DB_NAME)):
+    for path, name in ((args.books_db, BOOKS_DATABASE), (args.operations_db, OPERATIONS_DATABASE)):
         if path.stem != name:
             parser.error(f"{path} must be named {name}.db: metadata.yml describes database {name!r}")
     return args
@@ -91,6 +93,15 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def config_problem(metadata: dict, environ: Mapping[str, str]) -> str | None:
+    """What is wrong with the books-api block, in the one line the plugin's startup check would say."""
+    try:
+        parse_config(resolve_env((metadata.get("plugins") or {}).get(API_PLUGIN), environ))
+    except ConfigError as error:
+        return error.message
+    return None
+
+
 def crawl(books_db: Path, operations_db: Path) -> None:
     """Run `scrapy crawl books` (BOOKS_START_URL and friends come from the environment)."""
     logger.warning("no books database at %s: crawling first", books_db)
@@ -104,10 +115,10 @@ def ensure_operations_db(path: Path) -> None:
     open_operations_db(str(path)).close()
 
 
-def write_served_metadata(directory: Path, environ: Mapping[str, str]) -> Path:
-    """metadata.yml as this server gets it (books_scraper/served_metadata.py), beside the databases."""
+def write_served_metadata(directory: Path, environ: Mapping[str, str], metadata: dict) -> Path:
+    """The metadata as this server gets it (books_scraper/served_metadata.py), beside the databases."""
     path = directory / SERVED_METADATA
-    path.write_text(json.dumps(served_metadata(environ), indent=2), encoding="utf-8")
+    path.write_text(json.dumps(served_metadata(environ, metadata), indent=2), encoding="utf-8")
     return path
 
 
@@ -131,16 +142,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     problem = port_problem(args.host, args.port)
     if problem:
         sys.exit(f"serve: {problem}")
+    metadata = load_metadata(args.metadata)
+    problem = config_problem(metadata, os.environ)
+    if problem:
+        sys.exit(problem)
     ensure_operations_db(args.operations_db)
     if not args.books_db.exists():
         try:
             crawl(args.books_db, args.operations_db)
         except subprocess.CalledProcessError as error:
             sys.exit(f"the first crawl failed (exit {error.returncode}); nothing to serve")
-    for line in auth_summary(os.environ):
+    for line in auth_summary(os.environ, metadata):
         logger.info("auth: %s", line)
-    metadata = write_served_metadata(args.operations_db.parent, os.environ)
-    command = datasette_command(args.books_db, args.operations_db, args.host, args.port, metadata)
+    served = write_served_metadata(args.operations_db.parent, os.environ, metadata)
+    command = datasette_command(args.books_db, args.operations_db, args.host, args.port, served)
     logger.info("serving on http://%s:%s/", args.host, args.port)
     os.execv(command[0], command)
 

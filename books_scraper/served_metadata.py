@@ -18,6 +18,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 METADATA = PROJECT / "metadata.yml"
 API_PLUGIN = "books-api"
 TOKENS_PLUGIN = "datasette-auth-tokens"
+# The Datasette names of the two databases (from their file names): metadata.yml describes them by
+# these names, serve.py requires the files to be named so, and the API reads them by these names.
+BOOKS_DATABASE = "books"
+OPERATIONS_DATABASE = "operations"
 
 
 def load_metadata(path: Path = METADATA) -> dict:
@@ -35,6 +39,19 @@ def is_set(value: Any, environ: Mapping[str, str]) -> bool:
     """A literal value, or an $env reference whose variable is set and not empty."""
     name = env_name(value)
     return bool(environ.get(name)) if name is not None else bool(value)
+
+
+def resolve_env(value: Any, environ: Mapping[str, str]) -> Any:
+    """A copy with each `{"$env": "VAR"}` replaced by the variable's value (None when unset), as
+    Datasette's plugin_config() gives a plugin its block."""
+    name = env_name(value)
+    if name is not None:
+        return environ.get(name)
+    if isinstance(value, Mapping):
+        return {key: resolve_env(item, environ) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_env(item, environ) for item in value]
+    return value
 
 
 def served_metadata(environ: Mapping[str, str], metadata: dict | None = None) -> dict:

@@ -1,54 +1,10 @@
-"""GET /api/v1/health: is the books database reachable, how many books, which crawl built it."""
-
-import sqlite3
+"""GET /api/v1/health (books_scraper/api/health.py)."""
 
 from datasette import hookimpl
 
-from books_scraper.api import stats
-from books_scraper.api.cache import cache
-from books_scraper.api.errors import ApiError
-from books_scraper.api.web import api_config, api_route, books_database, json_response
-
-CRAWL_COLUMNS = "id, started_at, finished_at, status, books"
-LAST_PUBLISHED_SQL = (
-    f"select {CRAWL_COLUMNS} from crawl_runs where status = 'published' order by id desc limit 1"
-)
-LATEST_ATTEMPT_SQL = f"select {CRAWL_COLUMNS} from crawl_runs order by id desc limit 1"
+from books_scraper.api import health
 
 
 @hookimpl
 def register_routes():
-    return [(r"^/api/v1/health$", api_route(get=health))]
-
-
-async def health(request, datasette):
-    db = books_database(datasette)
-    try:
-        overview = await cache.get(db, "overview", stats.overview)
-    except sqlite3.Error as error:  # not (yet) a books database
-        raise ApiError(503, f"the books database is unreachable: {error}", "database_unavailable")
-    return json_response(
-        {
-            "status": "ok",
-            "database": {"name": db.name, "reachable": True},
-            "books": overview["total_books"],
-            # The served file's own runs: a newer crawl is only served after a restart.
-            "last_crawl": await first_row(db, LAST_PUBLISHED_SQL),
-            # The operator's journal: the latest attempt, whatever its outcome or whether it is served.
-            "latest_crawl_attempt": await latest_attempt(datasette),
-        }
-    )
-
-
-async def latest_attempt(datasette):
-    name = api_config(datasette).operations_database
-    if name not in datasette.databases:
-        return None
-    return await first_row(datasette.get_database(name), LATEST_ATTEMPT_SQL)
-
-
-async def first_row(db, sql):
-    if not await db.table_exists("crawl_runs"):
-        return None
-    row = (await db.execute(sql)).first()
-    return dict(row) if row is not None else None
+    return health.ROUTES

@@ -11,7 +11,7 @@ from api_support import ENV, PASSWORDS, PROJECT
 from support import query
 from serving import ServeProcess
 
-from books_scraper.api.training import in_test_split
+from books_scraper.api.ml import in_test_split
 
 
 def test_example_trains_posts_and_reads_its_score(published_copy, tmp_path):

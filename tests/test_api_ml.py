@@ -12,7 +12,7 @@ import pytest
 from api_support import assert_error, make_datasette
 from support import query
 
-from books_scraper.api.training import TRAINING_COLUMNS, in_test_split
+from books_scraper.api.ml import TRAINING_COLUMNS, in_test_split
 
 FEATURES_SQL = (
     "select id, price, rating, in_stock as available, stock_count, category_id as category_code"

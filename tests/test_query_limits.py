@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from books_scraper.api import stats
+from books_scraper.api import ml
 from books_scraper.api.cache import VersionCache
 from books_scraper.query_limits import ResultBudget, ResultTooLarge, limit_connection, unbudgeted
 
@@ -44,8 +44,8 @@ def test_the_projects_own_reads_run_outside_the_budget(conn):
                  " stock_count int, category_id int)")
     conn.executemany("insert into books values (?, 1.5, 3, 1, 2, 7)", [(i,) for i in range(1, 2001)])
     with pytest.raises(ResultTooLarge):
-        stats.features(conn)
-    assert len(unbudgeted(stats.features)(conn)) == 2000
+        ml.features(conn)
+    assert len(unbudgeted(ml.features)(conn)) == 2000
     # and the connection keeps its budget afterwards
     with pytest.raises(ResultTooLarge):
         conn.execute("select * from books").fetchall()
@@ -61,4 +61,4 @@ async def test_the_cache_computes_outside_the_budget(conn):
     conn.execute("create table books (id integer primary key, price real, rating int, in_stock int,"
                  " stock_count int, category_id int)")
     conn.executemany("insert into books values (?, 1.5, 3, 1, 2, 7)", [(i,) for i in range(1, 2001)])
-    assert len(await VersionCache().get(Database(), "features", stats.features)) == 2000
+    assert len(await VersionCache().get(Database(), "features", ml.features)) == 2000

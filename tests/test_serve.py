@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import yaml
 from api_support import ENV, TOKENS
 from serving import ServeProcess
 from support import PROJECT
@@ -62,6 +63,25 @@ def test_a_busy_port_is_said_before_anything_starts(tmp_path):
     )
     assert "serving on" not in result.stderr
     assert not (tmp_path / "books.db").exists()
+
+
+@pytest.mark.parametrize(
+    "change,env,line",
+    [
+        pytest.param({"max_bodybytes": 10}, {}, "books-api: unknown key 'max_bodybytes'", id="a-misspelt-key"),
+        pytest.param({"access_token_ttl": {"$env": "BOOKS_TEST_TTL"}}, {"BOOKS_TEST_TTL": "15 minutes"},
+                     "books-api: access_token_ttl must be a positive integer", id="a-bad-value-from-the-environment"),
+    ],
+)
+def test_a_bad_api_configuration_is_one_line_before_anything_starts(change, env, line, tmp_path):
+    metadata = load_metadata()
+    metadata["plugins"]["books-api"].update(change)
+    (tmp_path / "metadata.yml").write_text(yaml.safe_dump(metadata))
+    result = serve("--metadata", str(tmp_path / "metadata.yml"), "--books-db", str(tmp_path / "books.db"),
+                   "--operations-db", str(tmp_path / "operations.db"), **env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [line]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metadata.yml"]  # nothing created, nothing crawled
 
 
 def test_the_served_metadata_lists_only_the_tokens_whose_secret_is_set():

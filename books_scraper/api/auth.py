@@ -1,4 +1,5 @@
-"""Roles, password hashes and JWTs for the API (no Datasette import).
+"""The API's auth primitives: password hashes, JWTs and the configured users (no Datasette import).
+The login and refresh views that use them are in login.py.
 
 Password hashes are `pbkdf2_sha256$<iterations>$<salt>$<hash>` (base64); make one with
 `python -m books_scraper.api.auth` and put it in the environment, never in the repository.
@@ -22,32 +23,13 @@ from typing import Any, TextIO
 import jwt
 import yaml
 
-# What each API action needs; an actor's roles come from its token (static or JWT).
-ACTION_ROLES = {
-    "books-api-predict": frozenset({"ml", "admin"}),
-    "books-api-crawl": frozenset({"admin"}),  # the scraping trigger, a later issue
-}
+from books_scraper.api.config import User
 
 ALGORITHM = "HS256"
 ISSUER = "books-api"
 MIN_SECRET_BYTES = 32
 PBKDF2_ITERATIONS = 600_000
 METADATA = Path(__file__).resolve().parents[2] / "metadata.yml"
-
-
-def actor_roles(actor: Mapping[str, Any] | None) -> frozenset[str]:
-    roles = (actor or {}).get("roles") or ()
-    if isinstance(roles, str):
-        roles = [roles]
-    return frozenset(role for role in roles if isinstance(role, str))
-
-
-def action_allowed(actor: Mapping[str, Any] | None, action: str) -> bool | None:
-    """True/False for the API's own actions, None (no opinion) for any other Datasette action."""
-    needed = ACTION_ROLES.get(action)
-    if needed is None:
-        return None
-    return bool(actor_roles(actor) & needed)
 
 
 def hash_password(password: str, iterations: int = PBKDF2_ITERATIONS, salt: bytes | None = None) -> str:
@@ -72,26 +54,21 @@ def verify_password(password: str, encoded: str | None) -> bool:
         return False
 
 
-def login_users(users: Iterable[Any]) -> list[Mapping[str, Any]]:
-    """The configured users who can log in: a user whose hash is unset cannot."""
-    return [user for user in users if isinstance(user, Mapping) and user.get("password_hash")]
+def configured_user(users: Iterable[User], username: Any) -> User | None:
+    """The configured user of this name who can log in: a user whose hash is unset cannot."""
+    return next((user for user in users if user.password_hash and user.username == username), None)
 
 
-def configured_user(users: Iterable[Any], username: str) -> dict | None:
-    match = next((user for user in login_users(users) if user.get("username") == username), None)
-    return dict(match) if match is not None else None
-
-
-def find_user(users: Iterable[Any], username: str, password: str) -> dict | None:
+def find_user(users: Iterable[User], username: str, password: str) -> User | None:
     """The configured user with this name and password, checking a hash even for unknown names."""
     match = configured_user(users, username)
     if match is None:
         # Spend the same time as a real check so unknown names cannot be told apart.
-        candidates = login_users(users)
-        if candidates:
-            verify_password(password, candidates[0]["password_hash"])
+        decoy = next((user for user in users if user.password_hash), None)
+        if decoy is not None:
+            verify_password(password, decoy.password_hash)
         return None
-    return match if verify_password(password, match["password_hash"]) else None
+    return match if verify_password(password, match.password_hash) else None
 
 
 def usable_secret(secret: str | None) -> bool:
@@ -131,16 +108,16 @@ def read_token(secret: str | None, token: str, kind: str) -> dict | None:
     return claims if claims.get("type") == kind else None
 
 
-def token_actor(users: Iterable[Any], claims: Mapping[str, Any]) -> dict | None:
+def token_actor(users: Iterable[User], claims: Mapping[str, Any]) -> dict | None:
     """The actor of a valid access token's claims, or None when the token is trusted past its subject:
     `sub` names no configured user, or `roles` is not a list of roles that user has today."""
     user = configured_user(users, claims.get("sub"))
     roles = claims.get("roles")
     if user is None or not isinstance(roles, list):
         return None
-    if not all(isinstance(role, str) for role in roles) or not set(roles) <= actor_roles(user):
+    if not all(isinstance(role, str) for role in roles) or not set(roles) <= user.roles:
         return None
-    return {"id": user["username"], "roles": sorted(roles), "auth": "jwt"}
+    return {"id": user.username, "roles": sorted(roles), "auth": "jwt"}
 
 
 def password_variables(metadata_path: Path) -> dict[str, str]:

@@ -1,11 +1,14 @@
-"""The OpenAPI 3 description of /api/v1, served at /api/v1/openapi.json: query parameters from each
-route's declaration (params.QUERIES), every status an operation can answer (tests/test_schemathesis.py)."""
+"""GET /api/v1/openapi.json: the OpenAPI 3 description of every /api/v1 route, and its view. Query
+parameters come from each route's declaration (params.QUERIES); every status an operation can answer
+is listed (tests/test_schemathesis.py)."""
 
 from __future__ import annotations
 
+from books_scraper.api.config import api_config
+from books_scraper.api.login import LOGIN_BODY_BYTES
 from books_scraper.api.params import MODEL_PATTERN, QUERIES
 from books_scraper.api.predictions import DEFAULT_MODEL, MAX_RATING, MIN_RATING
-from books_scraper.api.web import LOGIN_BODY_BYTES
+from books_scraper.api.web import api_route, json_response
 
 NUMBER = {"type": "number"}
 INTEGER = {"type": "integer"}
@@ -122,7 +125,7 @@ def _token_request(summary: str, body: dict, ok: dict) -> dict:
     )}
 
 
-def paths(max_prediction_rows: int = 10_000) -> dict:
+def paths(max_prediction_rows: int) -> dict:
     prediction_post = _operation(
         "Store a batch of predicted ratings (role ml or admin)",
         {"201": _json(
@@ -280,7 +283,7 @@ def schemas() -> dict:
     }
 
 
-def openapi_document(server_url: str, max_prediction_rows: int = 10_000) -> dict:
+def openapi_document(server_url: str, max_prediction_rows: int) -> dict:
     return {
         "openapi": "3.0.3",
         "info": {
@@ -309,3 +312,11 @@ def openapi_document(server_url: str, max_prediction_rows: int = 10_000) -> dict
             },
         },
     }
+
+
+async def openapi(request, datasette):
+    rows = api_config(datasette).max_prediction_rows
+    return json_response(openapi_document(datasette.absolute_url(request, "/"), rows))
+
+
+ROUTES = [(r"^/api/v1/openapi\.json$", api_route(get=openapi))]

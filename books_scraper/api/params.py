@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from books_scraper.api.catalogue import SORT_CHOICES
 from books_scraper.api.errors import ApiError, bad_parameter
 
 # SQLite's INTEGER range: the default bounds of every integer parameter (bigger would be a 500).
@@ -209,6 +208,8 @@ class Page:
 
 # Each route's query parameters, declared once: the views parse with these, openapi.py describes them.
 SORT = "order; '-' for descending"
+BOOK_SORTS = ("id", "price", "rating", "title")
+SORT_CHOICES = [prefix + name for name in BOOK_SORTS for prefix in ("", "-")]
 SPLIT = (
     choice("split", "deterministic split", ["all", "train", "test"], "all"),
     number("test_size", "share of books in test", 0.2, minimum=0, maximum=1),

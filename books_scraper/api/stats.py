@@ -1,8 +1,15 @@
-"""Catalogue aggregates, each a function of a SQLite connection (run once per database version)."""
+"""Catalogue aggregates: GET /api/v1/stats/overview and /api/v1/stats/categories, their views and
+their SQL, each computed once per published database (cache.py).
+
+/stats/categories is a bare list, the shape the Flask-era clients read (one row per category: ~50)."""
 
 from __future__ import annotations
 
 import sqlite3
+
+from books_scraper.api.books import category_figures
+from books_scraper.api.cache import cache
+from books_scraper.api.web import api_route, books_database, json_response
 
 
 def _round(value: float | None, places: int = 2) -> float | None:
@@ -30,15 +37,6 @@ def overview(conn: sqlite3.Connection) -> dict:
     }
 
 
-def _categories(conn: sqlite3.Connection) -> list[tuple]:
-    """Every category with its book figures, empty categories included, by name."""
-    return conn.execute(
-        "select c.id, c.name, c.slug, c.url, count(b.id), avg(b.price), min(b.price), max(b.price),"
-        " avg(b.rating) from categories c left join books b on b.category_id = c.id"
-        " group by c.id order by c.name"
-    ).fetchall()
-
-
 def category_stats(conn: sqlite3.Connection) -> list[dict]:
     return [
         {
@@ -51,29 +49,19 @@ def category_stats(conn: sqlite3.Connection) -> list[dict]:
             "max_price": high,
             "average_rating": _round(rating),
         }
-        for id_, name, slug, _url, count, average, low, high, rating in _categories(conn)
+        for id_, name, slug, _url, count, average, low, high, rating in category_figures(conn)
     ]
 
 
-def category_counts(conn: sqlite3.Connection) -> list[dict]:
-    return [
-        {"id": id_, "name": name, "slug": slug, "url": url, "book_count": count}
-        for id_, name, slug, url, count, *_figures in _categories(conn)
-    ]
+async def overview_view(request, datasette):
+    return json_response(await cache.get(books_database(datasette), "overview", overview))
 
 
-FEATURE_COLUMNS = ["id", "price", "rating", "available", "stock_count", "category_code"]
+async def categories_view(request, datasette):
+    return json_response(await cache.get(books_database(datasette), "category_stats", category_stats))
 
 
-def features(conn: sqlite3.Connection) -> list[dict]:
-    """One numeric row per book; the category code is the site's own category id, stable across crawls."""
-    rows = conn.execute(
-        "select id, price, rating, coalesce(in_stock, 0), stock_count, category_id"
-        " from books order by id"
-    )
-    return [dict(zip(FEATURE_COLUMNS, row)) for row in rows]
-
-
-def ratings(conn: sqlite3.Connection) -> dict[int, int]:
-    """book id -> rating: the truth predictions are validated and scored against."""
-    return dict(conn.execute("select id, rating from books"))
+ROUTES = [
+    (r"^/api/v1/stats/overview$", api_route(get=overview_view)),
+    (r"^/api/v1/stats/categories$", api_route(get=categories_view)),
+]

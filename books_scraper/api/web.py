@@ -1,22 +1,22 @@
 """What every /api/v1 view shares: the JSON envelope, method dispatch, pagination links, request
-bodies with a size limit, the plugin configuration and the databases it names."""
+bodies with a size limit, the served databases and the permission check."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from datasette.utils import actor_matches_allow
 from datasette.utils.asgi import Response
 
+from books_scraper.api.config import ACTIONS, api_config
 from books_scraper.api.errors import ApiError
 from books_scraper.api.params import Page
+from books_scraper.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE
 
 API_PREFIX = "/api/v1"
-PLUGIN = "books-api"
-LOGIN_BODY_BYTES = 4096  # the most of a login or refresh body read (a username and password fit)
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
@@ -109,34 +109,12 @@ def _too_large(max_bytes: int) -> ApiError:
     return ApiError(413, f"the request body is larger than {max_bytes} bytes", "payload_too_large")
 
 
-@dataclass(frozen=True)
-class ApiConfig:
-    books_database: str = "books"
-    operations_database: str = "operations"
-    jwt_secret: str | None = None
-    access_token_ttl: int = 15 * 60
-    refresh_token_ttl: int = 7 * 24 * 60 * 60
-    users: tuple = ()
-    max_prediction_rows: int = 10_000
-    max_body_bytes: int = 2_000_000
-
-
-def api_config(datasette) -> ApiConfig:
-    """The `books-api` plugin block of metadata.yml, with $env secrets resolved, over defaults."""
-    raw = datasette.plugin_config(PLUGIN) or {}
-    known = {f.name for f in fields(ApiConfig)}
-    values = {k: v for k, v in raw.items() if k in known and v is not None}
-    if "users" in values:
-        values["users"] = tuple(values["users"])
-    return ApiConfig(**values)
-
-
 def books_database(datasette):
-    return _database(datasette, api_config(datasette).books_database)
+    return _database(datasette, BOOKS_DATABASE)
 
 
 def operations_database(datasette):
-    return _database(datasette, api_config(datasette).operations_database)
+    return _database(datasette, OPERATIONS_DATABASE)
 
 
 def _database(datasette, name: str):
@@ -158,3 +136,12 @@ async def require_permission(datasette, request, action: str) -> dict:
     if not await datasette.permission_allowed(actor, action, default=False):
         raise ApiError(403, f"this actor may not {action}", "forbidden", action=action)
     return actor
+
+
+def permission_allowed(datasette, actor, action: str) -> bool | None:
+    """An API action is allowed when the actor matches its allow block in the configuration's
+    `permissions` (no block: no one); None, no opinion, for every other Datasette action."""
+    if action not in ACTIONS:
+        return None
+    allow = api_config(datasette).permissions.get(action)
+    return allow is not None and actor_matches_allow(actor, allow)
