@@ -19,6 +19,13 @@ def jwt_for(username: str, roles: list[str], kind: str = "access", ttl: int = 60
     return auth.issue_token(secret, subject=username, roles=roles, kind=kind, ttl=ttl, now=now)
 
 
+def sentence(text: str) -> str:
+    """A credential's name or a path as part of a test id: 'static viewer (no role)' ->
+    'static-viewer-no-role', 'none' -> 'no-credentials', '/api/v1/ml/predictions' -> 'posting-a-batch'."""
+    text = {"none": "no credentials", "/api/v1/ml/predictions": "posting a batch"}.get(text, text)
+    return "-".join(text.replace("(", "").replace(")", "").split())
+
+
 # name -> Authorization header value (None: no header)
 CREDENTIALS = {
     "none": lambda: None,
@@ -66,6 +73,7 @@ CREDENTIALS = {
         ("jwt ml", "/api/v1/ml/predictions", 201),
         ("jwt admin", "/api/v1/ml/predictions", 201),
     ],
+    ids=lambda value: f"gets-{value}" if isinstance(value, int) else sentence(value),
 )
 async def test_post_predictions_auth_matrix(writable_api, credential, path, status):
     ds, published = writable_api
@@ -86,18 +94,21 @@ async def test_post_predictions_auth_matrix(writable_api, credential, path, stat
 @pytest.mark.parametrize(
     "role,action,allowed",
     [
-        ("ml", "books-api-predict", True),
-        ("admin", "books-api-predict", True),
-        ("reader", "books-api-predict", False),
-        ("ml", "books-api-crawl", False),  # the scraping trigger (a later issue) is admin only
-        ("admin", "books-api-crawl", True),
+        pytest.param("ml", "books-api-predict", True, id="ml-may-post-predictions"),
+        pytest.param("admin", "books-api-predict", True, id="admin-may-post-predictions"),
+        pytest.param("reader", "books-api-predict", False, id="a-reader-may-not-post-predictions"),
+        # the scraping trigger (a later issue) is admin only
+        pytest.param("ml", "books-api-crawl", False, id="ml-may-not-trigger-a-crawl"),
+        pytest.param("admin", "books-api-crawl", True, id="admin-may-trigger-a-crawl"),
     ],
 )
 async def test_roles_per_action(api, role, action, allowed):
     assert await api.permission_allowed({"id": "x", "roles": [role]}, action, default=False) is allowed
 
 
-@pytest.mark.parametrize("credential", ["none", "bad static token", "expired jwt", "static viewer (no role)"])
+@pytest.mark.parametrize(
+    "credential", ["none", "bad static token", "expired jwt", "static viewer (no role)"], ids=sentence
+)
 async def test_public_reads_need_no_credentials(api, credential):
     header = CREDENTIALS[credential]()
     response = await api.client.get("/api/v1/books?limit=1", headers={"Authorization": header} if header else {})
@@ -164,7 +175,14 @@ async def test_a_cookie_actor_cannot_post_predictions(writable_api):
     assert query(published.operations_path, "select count(*) as n from predictions")[0]["n"] == 0
 
 
-@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        pytest.param("application/x-www-form-urlencoded", id="a-url-encoded-form"),
+        pytest.param("text/plain", id="a-plain-text-form"),
+        pytest.param("multipart/form-data; boundary=x", id="a-multipart-form"),
+    ],
+)
 async def test_form_posts_with_cookies_get_json_errors_not_csrf_pages(api, content_type):
     response = await api.client.post(
         "/api/v1/auth/login", content=b"username=a&password=b",
@@ -176,14 +194,14 @@ async def test_form_posts_with_cookies_get_json_errors_not_csrf_pages(api, conte
 @pytest.mark.parametrize(
     "content_type,status",
     [
-        ("application/json", 200),
-        ("application/json; charset=utf-8", 200),
-        ("Application/JSON", 200),
-        ("application/vnd.books+json", 200),
-        ("text/plain", 415),
-        ("application/x-www-form-urlencoded", 415),
-        ("application/jsonp", 415),
-        (None, 415),
+        pytest.param("application/json", 200, id="json"),
+        pytest.param("application/json; charset=utf-8", 200, id="json-with-a-charset"),
+        pytest.param("Application/JSON", 200, id="json-in-capitals"),
+        pytest.param("application/vnd.books+json", 200, id="a-plus-json-type"),
+        pytest.param("text/plain", 415, id="plain-text-is-415"),
+        pytest.param("application/x-www-form-urlencoded", 415, id="a-form-is-415"),
+        pytest.param("application/jsonp", 415, id="jsonp-is-not-json-415"),
+        pytest.param(None, 415, id="no-content-type-is-415"),
     ],
 )
 async def test_login_takes_json_bodies_only(api, content_type, status):
@@ -199,14 +217,17 @@ async def test_login_takes_json_bodies_only(api, content_type, status):
 @pytest.mark.parametrize(
     "body,status,code",
     [
-        ({"username": "scientist", "password": "wrong"}, 401, "invalid_credentials"),
-        ({"username": "nobody", "password": "whatever"}, 401, "invalid_credentials"),
-        ({"username": "scientist"}, 422, "invalid_credentials_body"),
-        ({"username": 1, "password": 2}, 422, "invalid_credentials_body"),
-        (["scientist", "x"], 422, "invalid_credentials_body"),
-        (b"{not json", 400, "invalid_json"),
-        (b"[" * 2000 + b"]" * 2000, 400, "invalid_json"),  # too deep for the parser
-        (b"x" * 5000, 413, "payload_too_large"),
+        pytest.param({"username": "scientist", "password": "wrong"}, 401, "invalid_credentials",
+                     id="a-wrong-password"),
+        pytest.param({"username": "nobody", "password": "whatever"}, 401, "invalid_credentials",
+                     id="an-unknown-user"),
+        pytest.param({"username": "scientist"}, 422, "invalid_credentials_body", id="no-password"),
+        pytest.param({"username": 1, "password": 2}, 422, "invalid_credentials_body",
+                     id="credentials-that-are-not-text"),
+        pytest.param(["scientist", "x"], 422, "invalid_credentials_body", id="a-list-instead-of-an-object"),
+        pytest.param(b"{not json", 400, "invalid_json", id="a-body-that-is-not-json"),
+        pytest.param(b"[" * 2000 + b"]" * 2000, 400, "invalid_json", id="json-nested-too-deep-for-the-parser"),
+        pytest.param(b"x" * 5000, 413, "payload_too_large", id="a-body-over-4096-bytes"),
     ],
 )
 async def test_login_bad_input(api, body, status, code):
@@ -220,11 +241,14 @@ async def test_login_bad_input(api, body, status, code):
 @pytest.mark.parametrize(
     "token,status,code",
     [
-        (lambda: jwt_for("scientist", ["ml"], kind="access"), 401, "invalid_token"),
-        (lambda: jwt_for("scientist", ["ml"], kind="refresh", now=time.time() - 10**6, ttl=60), 401, "invalid_token"),
-        (lambda: jwt_for("ghost", ["admin"], kind="refresh"), 401, "invalid_token"),
-        (lambda: "garbage", 401, "invalid_token"),
-        (lambda: 12, 422, "invalid_refresh_body"),
+        pytest.param(lambda: jwt_for("scientist", ["ml"], kind="access"), 401, "invalid_token",
+                     id="access-token-used-as-refresh"),
+        pytest.param(lambda: jwt_for("scientist", ["ml"], kind="refresh", now=time.time() - 10**6, ttl=60),
+                     401, "invalid_token", id="an-expired-refresh-token"),
+        pytest.param(lambda: jwt_for("ghost", ["admin"], kind="refresh"), 401, "invalid_token",
+                     id="a-refresh-token-of-a-user-no-longer-configured"),
+        pytest.param(lambda: "garbage", 401, "invalid_token", id="a-token-that-is-not-a-jwt"),
+        pytest.param(lambda: 12, 422, "invalid_refresh_body", id="a-token-that-is-not-text"),
     ],
 )
 async def test_refresh_bad_input(api, token, status, code):

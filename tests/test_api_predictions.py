@@ -49,30 +49,34 @@ async def test_a_bare_list_is_the_default_model(writable_api):
 def bad_batches(first: int, second: int, unknown: int) -> list[tuple[str, object, int, str, int | None]]:
     ok = {"id": first, "predicted_rating": 4}
     return [
-        ("unknown id", [ok, {"id": unknown, "predicted_rating": 3}], 422, "unknown_book", 1),
-        ("duplicate", [ok, {"id": second, "predicted_rating": 1}, {"id": first, "predicted_rating": 2}], 422, "duplicate_id", 2),
-        ("above 5", [ok, {"id": second, "predicted_rating": 5.01}], 422, "invalid_rating", 1),
-        ("negative", [ok, {"id": second, "predicted_rating": -0.1}], 422, "invalid_rating", 1),
-        ("string rating", [ok, {"id": second, "predicted_rating": "4"}], 422, "invalid_rating", 1),
-        ("bool rating", [ok, {"id": second, "predicted_rating": True}], 422, "invalid_rating", 1),
-        ("missing rating", [ok, {"id": second}], 422, "invalid_rating", 1),
-        ("string id", [ok, {"id": str(second), "predicted_rating": 1}], 422, "invalid_id", 1),
-        ("float id", [ok, {"id": second + 0.5, "predicted_rating": 1}], 422, "invalid_id", 1),
-        ("not an object", [ok, [second, 1]], 422, "invalid_row", 1),
-        ("empty", [], 422, "empty_batch", None),
-        ("object without list", {"model": "m"}, 422, "invalid_batch", None),
-        ("a number", 42, 422, "invalid_batch", None),
-        ("bad model name", {"model": "../etc", "predictions": [ok]}, 422, "invalid_model", None),
-        ("model not a string", {"model": 3, "predictions": [ok]}, 422, "invalid_model", None),
+        ("an id no book has", [ok, {"id": unknown, "predicted_rating": 3}], 422, "unknown_book", 1),
+        ("the same id twice", [ok, {"id": second, "predicted_rating": 1}, {"id": first, "predicted_rating": 2}], 422, "duplicate_id", 2),
+        ("a rating above 5", [ok, {"id": second, "predicted_rating": 5.01}], 422, "invalid_rating", 1),
+        ("a negative rating", [ok, {"id": second, "predicted_rating": -0.1}], 422, "invalid_rating", 1),
+        ("a rating as text", [ok, {"id": second, "predicted_rating": "4"}], 422, "invalid_rating", 1),
+        ("a rating as a boolean", [ok, {"id": second, "predicted_rating": True}], 422, "invalid_rating", 1),
+        ("a row without a rating", [ok, {"id": second}], 422, "invalid_rating", 1),
+        ("an id as text", [ok, {"id": str(second), "predicted_rating": 1}], 422, "invalid_id", 1),
+        ("a fractional id", [ok, {"id": second + 0.5, "predicted_rating": 1}], 422, "invalid_id", 1),
+        ("a row that is not an object", [ok, [second, 1]], 422, "invalid_row", 1),
+        ("an empty batch", [], 422, "empty_batch", None),
+        ("an object without a predictions list", {"model": "m"}, 422, "invalid_batch", None),
+        ("a bare number", 42, 422, "invalid_batch", None),
+        ("a model name with a slash", {"model": "../etc", "predictions": [ok]}, 422, "invalid_model", None),
+        ("a model name that is not text", {"model": 3, "predictions": [ok]}, 422, "invalid_model", None),
     ]
 
 
-@pytest.mark.parametrize("case", range(15))
+# The cases' names, for their test ids (the batches themselves need the published ids).
+BAD_BATCHES = [name for name, *_ in bad_batches(first=1, second=2, unknown=3)]
+
+
+@pytest.mark.parametrize("case", [pytest.param(name, id=name.replace(" ", "-")) for name in BAD_BATCHES])
 async def test_a_bad_row_rejects_the_whole_batch_and_names_it(writable_api, case):
     ds, published = writable_api
     first, second = book_ids(published, 2)
     unknown = query(published.path, "select max(id) + 1000 as id from books")[0]["id"]
-    name, batch, status, code, row = bad_batches(first, second, unknown)[case]
+    name, batch, status, code, row = next(c for c in bad_batches(first, second, unknown) if c[0] == case)
     before = stored(published.operations_path)
     response = await ds.client.post("/api/v1/ml/predictions", json=batch, headers=ML)
     body = assert_error(response, status, code)
@@ -98,7 +102,10 @@ async def test_invalid_json_is_400(writable_api):
     assert stored(published.operations_path) == []
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", pytest.param(None, id="no-content-type")],
+)
 async def test_a_json_body_not_sent_as_json_is_415(writable_api, content_type):
     ds, published = writable_api
     body = json.dumps([{"id": book_ids(published, 1)[0], "predicted_rating": 2}])
@@ -169,7 +176,8 @@ async def test_summary_scores_against_actual_ratings(writable_api):
         ("/api/v1/ml/predictions?offset=-2", 400, "bad_parameter"),
         ("/api/v1/ml/predictions?offset=99999999999999999999", 400, "bad_parameter"),
         ("/api/v1/ml/predictions?book_id=99999999999999999999", 400, "bad_parameter"),
-        ("/api/v1/ml/predictions/summary?model=" + "m" * 300, 400, "bad_parameter"),
+        pytest.param("/api/v1/ml/predictions/summary?model=" + "m" * 300, 400, "bad_parameter",
+                     id="a-model-name-over-200-characters"),
         ("/api/v1/ml/predictions/1", 404, "not_found"),
     ],
 )
