@@ -1,20 +1,15 @@
-"""/api/v1 answers JSON even for paths and failures no API view handled, and skips cookie CSRF;
-Datasette's own table pages answer a bad `_sort` with 400, not 500."""
+"""/api/v1 answers JSON even for paths and failures no API view handled, and skips cookie CSRF.
+(Datasette's own pages: plugins/datasette_errors.py.)"""
 
 import logging
 
 from datasette import hookimpl
-from datasette.handle_exception import handle_exception as datasette_error_page
 from datasette.utils.asgi import NotFound
-from datasette.views.base import DatasetteError
 
 from books_scraper.api.errors import ApiError
 from books_scraper.api.web import API_PREFIX, error_response
 
 logger = logging.getLogger(__name__)
-
-# Datasette 0.65 raises these for the client's own bad sort parameters, with the default status 500.
-BAD_SORT_MESSAGES = ("Cannot sort table by ", "Cannot use _sort and _sort_desc at the same time")
 
 
 def is_api_path(path: str) -> bool:
@@ -23,10 +18,6 @@ def is_api_path(path: str) -> bool:
 
 @hookimpl
 def handle_exception(datasette, request, exception):
-    if isinstance(exception, DatasetteError) and str(exception.message).startswith(BAD_SORT_MESSAGES):
-        # Datasette's own error page (JSON for .json), with the status the request deserves.
-        bad_request = DatasetteError(exception.message, title="Invalid sort", status=400)
-        return datasette_error_page(datasette, request, bad_request)
     if not is_api_path(request.path):
         return None
     if isinstance(exception, NotFound):

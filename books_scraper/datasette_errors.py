@@ -1,0 +1,281 @@
+"""Requests Datasette 0.65 would answer with a 500 although the client is at fault, found up front.
+
+`malformed(datasette, request, route, body)` looks only at the request (and the schema it names) and
+says what is wrong with it, or None: a well-formed request always reaches Datasette, so a true server
+fault still answers 500. plugins/datasette_errors.py answers a malformed one with Datasette's own
+error page (JSON for .json URLs) before Datasette runs it, so it never reaches a database.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import parse_qs, parse_qsl
+
+from datasette.utils.asgi import Request
+
+from books_scraper.datasette_internals import (
+    AllowDebugView,
+    AuthTokenView,
+    DatabaseView,
+    MessagesDebugView,
+    Route,
+    RowView,
+    TableView,
+    allowed_methods,
+    urlsafe_components,
+)
+
+SQLITE_INTEGERS = range(-(2**63), 2**63)
+MESSAGE_TYPES = ("INFO", "WARNING", "ERROR", "all")  # what /-/messages accepts
+NUMERIC_LOOKUPS = ("gt", "gte", "lt", "lte")  # Datasette turns an all-digit value into an int
+LIST_LOOKUPS = ("in", "notin")  # a value starting with "[" is a JSON list
+SHAPES_NEEDING_ROWS = ("array", "arrayfirst")
+BOOLEANS = ("on", "off", "true", "false", "1", "0")  # datasette.utils.value_as_boolean
+TABLE_ARGUMENTS = ("_sort", "_sort_desc", "_through")  # checked against the table's schema
+
+
+@dataclass(frozen=True)
+class Malformed:
+    status: int
+    title: str
+    message: str
+    allow: tuple[str, ...] = ()
+
+
+def bad(message: str, title: str = "Bad request") -> Malformed:
+    return Malformed(400, title, message)
+
+
+def is_sql_value(value: object) -> bool:
+    """What SQLite can bind: Python's sqlite3 raises (not a DatabaseError) on a dict or a huge int."""
+    if isinstance(value, bool) or value is None or isinstance(value, (str, float)):
+        return True
+    return isinstance(value, int) and value in SQLITE_INTEGERS
+
+
+def wants_body(route: Route, method: str) -> bool:
+    return route.view is MessagesDebugView and method == "POST"
+
+
+async def malformed(datasette, request: Request, route: Route, body: bytes | None) -> Malformed | None:
+    for check in (check_method, check_query_string, check_view):
+        problem = await check(datasette, request, route, body)
+        if problem:
+            return problem
+    return None
+
+
+async def check_method(datasette, request: Request, route: Route, body: bytes | None) -> Malformed | None:
+    allowed = allowed_methods(route.view)
+    if request.method not in allowed:
+        message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
+        return Malformed(405, "Method not allowed", message, allowed)
+    if route.view is TableView and request.method == "POST":
+        return await check_post_to_table(datasette, route)
+    return None
+
+
+async def check_post_to_table(datasette, route: Route) -> Malformed | None:
+    # Datasette takes POST on a table URL for writable canned queries only, and asserts it (500).
+    db = database_of(datasette, route)
+    name = route.var("table")
+    if db is None or name is None:
+        return None
+    read_only = ("GET", "HEAD", "OPTIONS")
+    query = await datasette.get_canned_query(db.name, name, None)
+    if query is not None:
+        if query.get("write"):
+            return None
+        message = f"{name} is a read-only query: use GET"
+        return Malformed(405, "Method not allowed", message, read_only)
+    if await db.table_exists(name) or name in await db.view_names():
+        message = f"{name} is a read-only table: use GET"
+        return Malformed(405, "Method not allowed", message, read_only)
+    return Malformed(404, "Not found", f"No table or query named {name}")
+
+
+async def check_query_string(datasette, request: Request, route: Route, body) -> Malformed | None:
+    pairs = parse_qsl(request.query_string, keep_blank_values=True)
+    if any("\x00" in key or "\x00" in value for key, value in pairs):
+        # Python's sqlite3 refuses SQL with a NUL in it (ValueError) and names end up in the SQL.
+        return bad("The query string contains a NUL character (%00)")
+    infinity = request.args.get("_json_infinity")
+    if infinity is not None and infinity.lower() not in BOOLEANS:
+        return bad(f"_json_infinity is one of {', '.join(BOOLEANS)}, not {infinity!r}")
+    timelimit = request.args.get("_timelimit")
+    if timelimit:
+        try:
+            if int(timelimit) < 1:
+                raise ValueError
+        except ValueError:
+            return bad(f"_timelimit must be a positive whole number of milliseconds, not {timelimit!r}")
+    return None
+
+
+async def check_view(datasette, request: Request, route: Route, body: bytes | None) -> Malformed | None:
+    if route.view is TableView and request.method in ("GET", "HEAD"):
+        return await check_table(datasette, request, route)
+    if route.view is RowView:
+        return await check_row(datasette, route)
+    if route.view is DatabaseView and not request.args.get("sql"):
+        return check_database_page(request, route)
+    if route.view is MessagesDebugView and body is not None:
+        return check_message(body)
+    if route.view is AllowDebugView:
+        return check_allow_debug(request)
+    if route.view is AuthTokenView and not (request.args.get("token") or "").isascii():
+        return Malformed(403, "Forbidden", "Invalid token")
+    return None
+
+
+def database_of(datasette, route: Route):
+    try:
+        return datasette.get_database(route=route.var("database"))
+    except KeyError:
+        return None  # Datasette answers 404
+
+
+async def check_table(datasette, request: Request, route: Route) -> Malformed | None:
+    db = database_of(datasette, route)
+    table = route.var("table")
+    if db is None or not table:
+        return None
+    problem = check_facets(request)
+    if problem or not any(key in TABLE_ARGUMENTS or "__" in key for key in request.args):
+        return problem
+    if not await db.table_exists(table) and table not in await db.view_names():
+        return None  # a canned query or no such table: Datasette decides
+    for check in (check_sort, check_through):
+        problem = await check(datasette, db, table, request)
+        if problem:
+            return problem
+    return check_filters(request)
+
+
+def check_facets(request: Request) -> Malformed | None:
+    # Every _facet* value starting with "{" is a JSON facet config (facets.load_facet_configs).
+    for key, values in parse_qs(request.query_string, keep_blank_values=True).items():
+        if not key.startswith("_facet"):
+            continue
+        for value in values:
+            if not value.startswith("{"):
+                continue
+            try:
+                config = json.loads(value)
+            except ValueError:
+                config = None
+            if not (
+                isinstance(config, dict)
+                and isinstance(config.get("simple"), str)
+                and isinstance(config.get("column", ""), str)
+            ):
+                return bad(f'{key}={value}: a facet is a column name, or JSON {{"simple": "column"}}')
+    return None
+
+
+async def check_sort(datasette, db, table: str, request: Request) -> Malformed | None:
+    sort, sort_desc = request.args.get("_sort"), request.args.get("_sort_desc")
+    if sort and sort_desc:
+        return bad("Cannot use _sort and _sort_desc at the same time", "Invalid sort")
+    wanted = sort or sort_desc
+    if not wanted:
+        return None
+    metadata = datasette.table_metadata(db.name, table)
+    if "sortable_columns" in metadata:
+        sortable = set(metadata["sortable_columns"])
+    else:
+        sortable = set(await db.table_columns(table))
+        if not await db.primary_keys(table) and table not in await db.view_names():
+            sortable.add("rowid")
+    if wanted not in sortable:
+        return bad(f"Cannot sort table by {wanted}", "Invalid sort")
+    return None
+
+
+async def check_through(datasette, db, table: str, request: Request) -> Malformed | None:
+    usage = '_through is JSON {"table": ..., "column": ..., "value": ...}'
+    for through in request.args.getlist("_through"):
+        try:
+            spec = json.loads(through)
+        except ValueError:
+            spec = None
+        if not (
+            isinstance(spec, dict)
+            and isinstance(spec.get("table"), str)
+            and isinstance(spec.get("column"), str)
+            and "value" in spec
+            and is_sql_value(spec["value"])
+        ):
+            return bad(f"{usage}, not {through}")
+        other = spec["table"]
+        foreign_keys = await db.foreign_keys_for_table(other) if await db.table_exists(other) else []
+        if not any(fk["other_table"] == table for fk in foreign_keys):
+            return bad(f"_through: table {other!r} has no foreign key to {table!r}")
+    return None
+
+
+def check_filters(request: Request) -> Malformed | None:
+    for key, value in parse_qsl(request.query_string, keep_blank_values=True):
+        if "__" not in key:  # Datasette's own arguments (_sort...) and plain column=value
+            continue
+        column, lookup = key.rsplit("__", 1)
+        if lookup in NUMERIC_LOOKUPS and value.isdigit():
+            if not value.isascii() or int(value) not in SQLITE_INTEGERS:
+                return bad(f"{key}={value}: not a number SQLite can compare")
+        if lookup in LIST_LOOKUPS and value.startswith("["):
+            try:
+                values = json.loads(value)
+            except ValueError:
+                values = None
+            if not isinstance(values, list) or not all(map(is_sql_value, values)):
+                return bad(f'{key}={value}: a JSON list of values, e.g. ["a", "b"], or a,b')
+    return None
+
+
+async def check_row(datasette, route: Route) -> Malformed | None:
+    db = database_of(datasette, route)
+    table, pk_path = route.var("table"), route.url_vars.get("pks")
+    if db is None or not table or pk_path is None or not await db.table_exists(table):
+        return None
+    keys = await db.primary_keys(table) or ["rowid"]
+    values = urlsafe_components(pk_path)
+    if len(values) != len(keys):
+        return Malformed(
+            404, "Not found", f"A {table} row is named by {len(keys)} value(s) ({', '.join(keys)})"
+        )
+    return None
+
+
+def check_database_page(request: Request, route: Route) -> Malformed | None:
+    # Without ?sql= a database page has no rows: its CSV and array shapes fail with a KeyError.
+    if route.url_vars.get("format") == "csv":
+        return Malformed(404, "Not found", "A database has no CSV: ask for a table, or add ?sql=")
+    shape = request.args.get("_shape")
+    if shape in SHAPES_NEEDING_ROWS:
+        return bad(f"_shape={shape} needs rows: ask for a table, or add ?sql=")
+    return None
+
+
+def check_message(body: bytes) -> Malformed | None:
+    try:
+        fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return bad("The form is not UTF-8")
+    message_type = fields.get("message_type") or "INFO"
+    if message_type not in MESSAGE_TYPES:
+        return bad(f"message_type is one of {', '.join(MESSAGE_TYPES)}, not {message_type!r}")
+    return None
+
+
+def check_allow_debug(request: Request) -> Malformed | None:
+    # Invalid JSON is shown on the page; valid JSON of the wrong type raises (500).
+    expected = {"actor": (dict, type(None)), "allow": (dict, bool, type(None))}
+    for name, types in expected.items():
+        try:
+            value = json.loads(request.args.get(name) or "{}")
+        except ValueError:
+            continue
+        if not isinstance(value, types):
+            return bad(f"{name} must be a JSON object")
+    return None

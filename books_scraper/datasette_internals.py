@@ -1,0 +1,82 @@
+"""Every Datasette 0.65 internal the malformed-request checks rely on, in one place.
+
+`tests/test_datasette_fuzz.py::test_datasette_internals_are_as_the_checks_expect` fails when an
+upgrade changes any of them: then re-run the fuzz test and revisit `books_scraper.datasette_errors`.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+from datasette.database import QueryInterrupted
+from datasette.handle_exception import handle_exception as default_handle_exception
+from datasette.utils import resolve_routes, tilde_decode, urlsafe_components
+from datasette.utils.asgi import Request, Response
+from datasette.views.base import BaseView, DatasetteError
+from datasette.views.database import DatabaseView
+from datasette.views.row import RowView
+from datasette.views.special import AllowDebugView, AuthTokenView, MessagesDebugView
+from datasette.views.table import TableView
+
+__all__ = [
+    "AllowDebugView", "AuthTokenView", "DatabaseView", "MessagesDebugView", "QueryInterrupted",
+    "Route", "RowView", "TableView", "allowed_methods", "error_page", "resolve", "urlsafe_components",
+]
+
+_ROUTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Datasette -> its compiled routes
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class Route:
+    """The Datasette view class a path reaches, and its URL variables (names tilde-decoded)."""
+
+    view: type
+    url_vars: dict[str, str] = field(default_factory=dict)
+
+    def var(self, name: str) -> str | None:
+        value = self.url_vars.get(name)
+        return None if value is None else tilde_decode(value)
+
+
+def resolve(datasette, scope: dict) -> Route | None:
+    """The Datasette view class that will answer this request, or None for plugin and static routes.
+
+    Mirrors DatasetteRouter: the raw path decides (so `%2F` stays in a name), plugin routes first."""
+    routes = _ROUTES.get(datasette)
+    if routes is None:
+        routes = _ROUTES[datasette] = datasette._routes()
+    raw_path = scope.get("raw_path")
+    try:
+        path = raw_path.decode("ascii") if raw_path else scope["path"]
+    except UnicodeDecodeError:
+        return None
+    match, view = resolve_routes(routes, path.partition("?")[0])
+    view_class = getattr(view, "view_class", None)
+    if match is None or view_class is None or not issubclass(view_class, BaseView):
+        return None
+    return Route(view_class, {k: v for k, v in match.groupdict().items() if v is not None})
+
+
+def allowed_methods(view: type) -> tuple[str, ...]:
+    """The methods a view class really answers: BaseView stubs the others with a bare-text 405 and
+    fails with a TypeError (500) on any method it has no attribute for (TRACE, PROPFIND...)."""
+    allowed = []
+    for method in METHODS:
+        handler = getattr(view, method.lower(), None)
+        stub = getattr(BaseView, method.lower(), None)
+        if method == "HEAD":  # BaseView.head runs get() and drops the body
+            if getattr(view, "get", None) is not None:
+                allowed.append(method)
+        elif handler is not None and handler is not stub:
+            allowed.append(method)
+    return tuple(allowed)
+
+
+async def error_page(datasette, request: Request, status: int, message: str, title: str) -> Response:
+    """Datasette's own error answer: its error page, or its JSON error envelope for .json URLs."""
+    try:  # the default handler prints the exception being handled
+        raise DatasetteError(message, title=title, status=status)
+    except DatasetteError as error:
+        return await default_handle_exception(datasette=datasette, request=request, exception=error)()
