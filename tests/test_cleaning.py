@@ -6,15 +6,15 @@ from books_scraper.cleaning import clean_description, normalize_text, parse_avai
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("£51.77", 51.77),
-        ("Â£51.77", 51.77),
-        ("  £ 1,234.50 ", 1234.5),
-        ("£1\u00a0234.50", 1234.5),
-        ("£0.00", 0.0),
-        ("51", 51.0),
-        ("", None),
-        ("£", None),
-        (None, None),
+        pytest.param("£51.77", 51.77, id="pounds-and-pence"),
+        pytest.param("Â£51.77", 51.77, id="a-pound-sign-read-as-latin-1"),
+        pytest.param("  £ 1,234.50 ", 1234.5, id="a-thousands-comma-and-spaces"),
+        pytest.param("£1\u00a0234.50", 1234.5, id="a-no-break-space-between-thousands"),
+        pytest.param("£0.00", 0.0, id="zero"),
+        pytest.param("51", 51.0, id="a-number-without-a-currency"),
+        pytest.param("", None, id="empty-text-is-no-price"),
+        pytest.param("£", None, id="a-pound-sign-alone-is-no-price"),
+        pytest.param(None, None, id="none-is-no-price"),
     ],
 )
 def test_parse_money(text, expected):
@@ -57,11 +57,11 @@ def test_anything_else_is_no_rating(text):
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("In stock (22 available)", (True, 22)),
-        ("\n    In stock (1 available)\n", (True, 1)),
-        ("In stock", (True, None)),
-        ("Out of stock", (False, 0)),
-        (None, (False, 0)),
+        pytest.param("In stock (22 available)", (True, 22), id="in-stock-with-a-count"),
+        pytest.param("\n    In stock (1 available)\n", (True, 1), id="in-stock-between-whitespace"),
+        pytest.param("In stock", (True, None), id="in-stock-without-a-count"),
+        pytest.param("Out of stock", (False, 0), id="out-of-stock-is-none-available"),
+        pytest.param(None, (False, 0), id="no-availability-is-none-available"),
     ],
 )
 def test_parse_availability(text, expected):
@@ -80,11 +80,11 @@ def test_normalize_text_empty_is_none():
 @pytest.mark.parametrize(
     "text,expected",
     [
-        ("A fine story. ...more", "A fine story."),
-        ("A fine story...more", "A fine story"),
-        ("Ends with more", "Ends with more"),
-        (" ...more", None),
-        (None, None),
+        pytest.param("A fine story. ...more", "A fine story.", id="the-marker-after-a-space"),
+        pytest.param("A fine story...more", "A fine story", id="the-marker-against-the-text"),
+        pytest.param("Ends with more", "Ends with more", id="the-word-more-is-kept"),
+        pytest.param(" ...more", None, id="only-the-marker-is-no-description"),
+        pytest.param(None, None, id="no-description"),
     ],
 )
 def test_clean_description_drops_the_more_marker(text, expected):

@@ -56,16 +56,20 @@ def test_valid_record_passes():
 @pytest.mark.parametrize(
     "overrides,reason",
     [
-        ({"price": None}, "missing price"),
-        ({"price": "£"}, "missing price"),
-        ({"price": "-£3.00"}, "negative price"),
-        ({"rating": None}, "missing rating"),
-        ({"rating": "star-rating Zero"}, "missing rating"),
-        ({"title": " \u200b "}, "missing title"),
-        ({"upc": None}, "missing upc"),
-        ({"id": None}, "missing id"),
-        ({"category": None}, "missing category"),
-        ({"category_url": "http://127.0.0.1:8000/catalogue/category/books_1/index.html"}, "bad category url"),
+        pytest.param({"price": None}, "missing price", id="no-price"),
+        pytest.param({"price": "£"}, "missing price", id="a-currency-sign-without-a-number"),
+        pytest.param({"price": "-£3.00"}, "negative price", id="a-negative-price"),
+        pytest.param({"rating": None}, "missing rating", id="no-rating"),
+        pytest.param({"rating": "star-rating Zero"}, "missing rating", id="a-rating-word-that-is-no-rating"),
+        pytest.param({"title": " \u200b "}, "missing title", id="a-title-of-invisible-characters"),
+        pytest.param({"upc": None}, "missing upc", id="no-upc"),
+        pytest.param({"id": None}, "missing id", id="no-id"),
+        pytest.param({"category": None}, "missing category", id="no-category"),
+        pytest.param(
+            {"category_url": "http://127.0.0.1:8000/catalogue/category/books_1/index.html"},
+            "bad category url",
+            id="a-category-url-without-a-category-id",
+        ),
     ],
 )
 def test_invalid_record_is_dropped_and_counted(overrides, reason, caplog):
