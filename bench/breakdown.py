@@ -14,7 +14,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from crawl_bench import SITE, crawl_settings, free_port, page_urls, run, serve_site, settings_args
+from crawl_bench import (
+    SITE,
+    crawl_settings,
+    free_port,
+    full_crawl,
+    page_urls,
+    run,
+    serve_site,
+    settings_args,
+)
 
 STAGES = [
     ("bare", "the bare fetch of the same 1050 URLs"),
@@ -41,8 +50,7 @@ def main() -> None:
         for index in range(options.runs):
             commands = {
                 "bare": scrapy + ["runspider", "bench/bare_spider.py", "-a", f"urls={urls}"],
-                "full": scrapy + ["crawl", "books", "-s", f"BOOKS_DB_PATH={work}/books-{index}.db",
-                                  "-s", f"BOOKS_OPS_DB_PATH={work}/operations.db"],
+                "full": full_crawl(Path(work), index),
                 **{
                     stage: scrapy + ["runspider", "bench/stage_spider.py", "-a", f"stage={stage}"]
                     for stage in ("follow", "parse", "items")

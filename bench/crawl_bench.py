@@ -99,6 +99,12 @@ def settings_args(settings: dict[str, str]) -> list[str]:
     return [arg for name, value in settings.items() for arg in ("-s", f"{name}={value}")]
 
 
+def full_crawl(work: Path, index: int) -> list[str]:
+    """`scrapy crawl books` into a new books database in `work`, beside one operations database."""
+    databases = {"BOOKS_DB_PATH": f"{work}/books-{index}.db", "BOOKS_OPS_DB_PATH": f"{work}/operations.db"}
+    return [sys.executable, "-m", "scrapy", "crawl", "books", *settings_args(databases)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -116,11 +122,7 @@ def main() -> None:
         pages = len(page_urls(base))
         scrapy = [sys.executable, "-m", "scrapy"]
         for index in range(options.runs):
-            db = Path(work) / f"books-{index}.db"
-            full = scrapy + ["crawl", "books"] + settings_args(
-                {**common, "BOOKS_START_URL": base, "BOOKS_DB_PATH": str(db),
-                 "BOOKS_OPS_DB_PATH": str(Path(work) / "operations.db")}
-            )
+            full = full_crawl(Path(work), index) + settings_args({**common, "BOOKS_START_URL": base})
             bare = scrapy + ["runspider", "bench/bare_spider.py", "-a", f"urls={urls}"] + settings_args(common)
             # Alternate which goes first so drift on the machine hits both alike.
             order = [("full", full), ("bare", bare)] if index % 2 == 0 else [("bare", bare), ("full", full)]
