@@ -10,14 +10,16 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
-from books_scraper.storage import CRAWL_RUN_COLUMNS, CRAWL_RUNS, save_crawl_run, utc_now
+from books_scraper.storage import (
+    CRAWL_RUNS,
+    add_crawl_runs_removed,
+    create_crawl_runs,
+    save_crawl_run,
+    utc_now,
+)
 
 migrations = Migrations("books_operations")
-
-
-@migrations()
-def m001_crawl_runs(db: Database) -> None:
-    db[CRAWL_RUNS].create(CRAWL_RUN_COLUMNS, pk="id", not_null={"started_at", "status"})
+migrations(name="m001_crawl_runs")(create_crawl_runs)
 
 
 def open_operations_db(path: str) -> Database:
@@ -95,6 +97,4 @@ def save_predictions(
     return len(rows)
 
 
-@migrations()
-def m003_crawl_runs_removed(db: Database) -> None:
-    db[CRAWL_RUNS].add_column("removed", int)
+migrations(name="m003_crawl_runs_removed")(add_crawl_runs_removed)

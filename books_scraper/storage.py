@@ -29,7 +29,8 @@ BOOK_COLUMNS: tuple[str, ...] = (
     "image_url", "product_url", "scraped_at",
 )
 
-# crawl_runs as first created; later migrations add `removed`.
+# crawl_runs, in both databases: the books database keeps the runs that built it, the operations
+# database every attempt. Its columns as first created; the steps below add the later ones.
 CRAWL_RUN_COLUMNS: dict[str, type] = {
     "id": int,
     "started_at": str,
@@ -39,7 +40,7 @@ CRAWL_RUN_COLUMNS: dict[str, type] = {
     "pages": int,
     "books": int,
     "dropped": int,
-    "drops": str,  # JSON object: reason -> count
+    "drops": str,  # JSON object: reason -> records dropped
     "errors": int,
     "finish_reason": str,
     "message": str,
@@ -49,6 +50,16 @@ CRAWL_RUN_COLUMNS: dict[str, type] = {
 BOOK_INDEXES = [["price"], ["rating"], ["category_id"], ["in_stock"], ["title"]]
 FTS_COLUMNS = ["title", "description"]
 
+
+# The crawl_runs schema, defined once: each database's migrations apply these steps in this order.
+def create_crawl_runs(db: Database) -> None:
+    db[CRAWL_RUNS].create(CRAWL_RUN_COLUMNS, pk="id", not_null={"started_at", "status"})
+
+
+def add_crawl_runs_removed(db: Database) -> None:
+    db[CRAWL_RUNS].add_column("removed", int)  # books retired because the site dropped them
+
+
 migrations = Migrations("books_scraper")
 
 
@@ -57,7 +68,7 @@ def m001_initial(db: Database) -> None:
     db[CATEGORIES].create(
         {"id": int, "name": str, "slug": str, "url": str}, pk="id", not_null={"name"}
     )
-    db[CRAWL_RUNS].create(CRAWL_RUN_COLUMNS, pk="id", not_null={"started_at", "status"})
+    create_crawl_runs(db)
     db[BOOKS].create(
         {
             "id": int,
@@ -100,9 +111,7 @@ def m001_initial(db: Database) -> None:
     db[PRICE_HISTORY].create_index(["book_id", "observed_at"])
 
 
-@migrations()
-def m002_crawl_runs_removed(db: Database) -> None:
-    db[CRAWL_RUNS].add_column("removed", int)  # books retired because the site dropped them
+migrations(name="m002_crawl_runs_removed")(add_crawl_runs_removed)
 
 
 def open_books_db(path: str) -> Database:
@@ -228,7 +237,3 @@ def save_crawl_run(db: Database, run: Mapping[str, Any]) -> None:
     if isinstance(row.get("drops"), dict):
         row["drops"] = json.dumps(row["drops"], sort_keys=True)
     db[CRAWL_RUNS].upsert(row, pk="id")
-
-
-def book_count(db: Database) -> int:
-    return db[BOOKS].count if db[BOOKS].exists() else 0

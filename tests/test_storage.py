@@ -1,7 +1,7 @@
 import pytest
 from sqlite_utils import Database
 
-from books_scraper import storage
+from books_scraper import operations, storage
 
 POETRY = "http://example.test/catalogue/category/books/poetry_23/index.html"
 
@@ -96,6 +96,11 @@ def test_a_first_version_database_is_migrated(tmp_path):
     assert "removed" not in old["crawl_runs"].columns_dict
     db = storage.open_books_db(path)
     assert db["crawl_runs"].columns_dict["removed"] is int
+
+
+def test_both_databases_journal_runs_in_the_same_crawl_runs_table(db, tmp_path):
+    ops = operations.open_operations_db(str(tmp_path / "operations.db"))
+    assert ops["crawl_runs"].schema == db["crawl_runs"].schema
 
 
 def test_remove_books_except_takes_history_and_search_rows_along(db):
