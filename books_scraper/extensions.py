@@ -10,6 +10,8 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import create_looping_call
 
+from books_scraper import crawlstats
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,5 +52,5 @@ class ProgressLog:
         self.log()
 
     def log(self) -> None:
-        expected = self.stats.get_value("books/expected")
+        expected = self.stats.get_value(crawlstats.BOOKS_EXPECTED)
         logger.info("Progress: %d/%s books", self.books, expected if expected else "?")

@@ -47,6 +47,12 @@ def record_run(db: Database, run: dict) -> None:
         save_crawl_run(db, run)
 
 
+def fail_run(db: Database, run_id: int, message: str) -> None:
+    """Close a run that stopped before it had anything to record but why."""
+    with db.conn:
+        db[CRAWL_RUNS].update(run_id, {"finished_at": utc_now(), "status": "failed", "message": message})
+
+
 PREDICTIONS = "predictions"
 
 

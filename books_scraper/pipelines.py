@@ -1,19 +1,18 @@
-"""Item pipelines, one job each: clean, validate, store (and publish on a good finish)."""
+"""Item pipelines, one job each: clean, validate, store (publication is books_scraper.publication)."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 from itemadapter import ItemAdapter
-from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from sqlite_utils import Database
 
-from books_scraper import operations, publish, storage
+from books_scraper import crawlstats, storage
+from books_scraper import signals as books_signals
 from books_scraper.cleaning import (
     clean_description,
     normalize_text,
@@ -71,7 +70,7 @@ class ValidatePipeline:
 
 def count_drop(stats: Any, url: str | None, reason: str) -> None:
     """Log and count a record that will not be published (crawl_runs.drops reads these stats)."""
-    stats.inc_value(f"books/dropped/{reason}")
+    stats.inc_value(crawlstats.dropped(reason))
     logger.warning("Dropped %s: %s", url, reason)
 
 
@@ -90,63 +89,27 @@ def problem(adapter: ItemAdapter) -> str | None:
 
 
 class StorePipeline:
-    """Writes records to a staging copy of the database; publishes it when the crawl ends well."""
+    """Writes records in batches to the staging database the Publication extension opened."""
 
-    def __init__(
-        self,
-        db_path: str,
-        ops_db_path: str,
-        start_url: str,
-        stats: Any,
-        allow_shrink: bool = False,
-        batch_size: int = 200,
-    ) -> None:
-        self.published = Path(db_path)
-        self.ops_db_path = ops_db_path
-        self.start_url = start_url
+    def __init__(self, stats: Any, batch_size: int = 200) -> None:
         self.stats = stats
-        self.allow_shrink = allow_shrink
         self.batch_size = batch_size
         self.buffer: list[dict[str, Any]] = []
-        self.resources = ExitStack()
-        self.stored = 0
-        self.write_errors = 0
-        self.first_write_error: str | None = None  # for the one-line reason
+        self.db: Database | None = None
+        self.run_id: int | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> "StorePipeline":
-        settings = crawler.settings
-        pipeline = cls(
-            db_path=settings.get("BOOKS_DB_PATH"),
-            ops_db_path=settings.get("BOOKS_OPS_DB_PATH"),
-            start_url=settings.get("BOOKS_START_URL"),
-            stats=crawler.stats,
-            allow_shrink=settings.getbool("BOOKS_ALLOW_SHRINK"),
-            batch_size=settings.getint("BOOKS_WRITE_BATCH"),
-        )
-        # Publication needs the close reason, which only the spider_closed signal carries.
-        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
+        pipeline = cls(crawler.stats, batch_size=crawler.settings.getint("BOOKS_WRITE_BATCH"))
+        # The staging copy is made when the spider opens, after pipelines open: it comes by signal.
+        crawler.signals.connect(pipeline.staging_opened, signal=books_signals.staging_opened)
         return pipeline
 
-    def open_spider(self) -> None:
-        self.stats.set_value("publish/status", "pending")
-        try:
-            self.resources.enter_context(publish.crawl_lock(self.published))
-        except publish.CrawlLocked as error:
-            self.stats.set_value("publish/reason", str(error))
-            raise
-        self.ops = operations.open_operations_db(self.ops_db_path)
-        self.resources.callback(self.ops.close)
-        self.run_id = operations.start_run(self.ops, self.start_url)
-        try:
-            self.staging = publish.prepare_staging(self.published)
-            self.db = storage.open_books_db(str(self.staging))
-        except Exception as error:  # disk full, permissions: record it and leave nothing behind
-            self.fail_to_start(f"could not stage {self.published}: {error}")
-            raise
+    def staging_opened(self, path: str, run_id: int) -> None:
+        self.db = Database(path)
         # The staging file is thrown away on any failure, so durability waits until publication.
         self.db.execute("pragma synchronous = off")
-        self.stats.set_value("books/run_id", self.run_id)
+        self.run_id = run_id
 
     def process_item(self, item: Any) -> Any:
         self.buffer.append(dict(ItemAdapter(item).items()))  # flat record: no recursive asdict()
@@ -163,7 +126,7 @@ class StorePipeline:
             for record in records:
                 self.save_one(record)
         except Exception as error:
-            self.count_write_errors(len(records), error)
+            self.count_unwritten(len(records), error)
             logger.exception("Could not store %d books", len(records))
 
     def save_one(self, record: dict[str, Any]) -> None:
@@ -172,114 +135,23 @@ class StorePipeline:
         except sqlite3.IntegrityError:
             count_drop(self.stats, record.get("product_url"), "store conflict")
         except Exception as error:
-            self.count_write_errors(1, error)
+            self.count_unwritten(1, error)
             logger.exception("Could not store %s", record.get("product_url"))
 
-    def count_write_errors(self, books: int, error: Exception) -> None:
-        self.write_errors += books
-        self.first_write_error = self.first_write_error or str(error)
+    def count_unwritten(self, books: int, error: Exception) -> None:
+        self.stats.inc_value(crawlstats.BOOKS_UNWRITTEN, books)
+        if self.stats.get_value(crawlstats.BOOKS_WRITE_ERROR) is None:  # the first, for the reason
+            self.stats.set_value(crawlstats.BOOKS_WRITE_ERROR, str(error))
 
     def save(self, records: list[dict[str, Any]]) -> None:
+        if self.db is None:
+            raise RuntimeError("no staging database was opened")
         added = storage.save_books(self.db, records, run_id=self.run_id)
-        self.stored += len(records)
-        self.stats.inc_value("books/stored", len(records))
-        self.stats.inc_value("books/price_history_added", added)
+        self.stats.inc_value(crawlstats.BOOKS_STORED, len(records))
+        self.stats.inc_value(crawlstats.BOOKS_PRICE_HISTORY_ADDED, added)
 
     def close_spider(self) -> None:
-        self.flush()
-
-    def spider_closed(self, spider: Any, reason: str) -> None:
-        if not hasattr(self, "db"):
-            return  # open_spider failed, there is nothing to publish
-        try:
-            problem = self.publication_problem(reason)
-            run = self.run_record(reason, "failed" if problem else "published", problem)
-            if problem:
-                self.fail(problem, run)
-            else:
-                try:
-                    run["removed"] = self.retire_unlisted_books(spider)
-                    self.publish(run)
-                except Exception as error:  # disk full, permissions: still record and report it
-                    logger.exception("Publication failed")
-                    self.fail(f"publication failed: {error}", run)
-        finally:
-            self.resources.close()
-
-    def publication_problem(self, reason: str) -> str | None:
-        if self.write_errors:
-            return f"{self.write_errors} books could not be written ({self.first_write_error})"
-        return publish.sanity_problem(
-            reason,
-            self.stored,
-            publish.published_book_count(self.published),
-            self.allow_shrink,
-        )
-
-    def run_record(self, reason: str, status: str, message: str | None) -> dict[str, Any]:
-        stats = self.stats.get_stats()
-        prefix = "books/dropped/"
-        drops = {k[len(prefix) :]: v for k, v in stats.items() if k.startswith(prefix)}
-        return {
-            "id": self.run_id,
-            "started_at": stats["start_time"].isoformat(timespec="seconds"),
-            "finished_at": storage.utc_now(),
-            "status": status,
-            "start_url": self.start_url,
-            "pages": stats.get("response_received_count", 0),
-            "books": self.stored,
-            "dropped": sum(drops.values()),
-            "drops": drops,
-            "errors": stats.get("pages/failed", 0) + self.write_errors,
-            "finish_reason": reason,
-            "message": message,
-        }
-
-    def retire_unlisted_books(self, spider: Any) -> int:
-        """Remove the books the site no longer lists or whose page is gone (404/410).
-
-        Only after a complete walk of the listing pages: a listing page that failed would make
-        every book on it look gone. Books whose page failed otherwise keep their last good row.
-        """
-        listed = getattr(spider, "listed_book_ids", None)
-        if listed is None:
-            return 0
-        if spider.listing_failures:
-            logger.warning("Listing pages failed: no book is retired in this run")
-            return 0
-        removed = storage.remove_books_except(self.db, listed - spider.gone_book_ids)
-        self.stats.set_value("books/removed", removed)
-        if removed:
-            logger.info("Retired %d books the site no longer has", removed)
-        return removed
-
-    def publish(self, run: dict[str, Any]) -> None:
-        with self.db.conn:
-            storage.save_crawl_run(self.db, run)
-        storage.ensure_db_shape(self.db)
-        self.db.execute("pragma journal_mode = delete")
-        self.db.close()
-        publish.replace_atomically(self.staging, self.published)
-        operations.record_run(self.ops, run)
-        self.stats.set_value("publish/status", "published")
-        logger.info("Published %d books to %s (run %d)", self.stored, self.published, self.run_id)
-
-    def fail_to_start(self, problem: str) -> None:
-        publish.staging_path(self.published).unlink(missing_ok=True)
-        with self.ops.conn:  # the run's row as start_run() wrote it, now failed
-            self.ops[storage.CRAWL_RUNS].update(
-                self.run_id, {"finished_at": storage.utc_now(), "status": "failed", "message": problem}
-            )
-        self.stats.set_value("publish/status", "failed")
-        self.stats.set_value("publish/reason", problem)
-        logger.error("Not published, %s left untouched: %s", self.published, problem)
-        self.resources.close()
-
-    def fail(self, problem: str, run: dict[str, Any]) -> None:
-        self.db.close()
-        self.staging.unlink(missing_ok=True)
-        run = {**run, "status": "failed", "message": problem, "removed": None}
-        operations.record_run(self.ops, run)
-        self.stats.set_value("publish/status", "failed")
-        self.stats.set_value("publish/reason", problem)
-        logger.error("Not published, %s left untouched: %s", self.published, problem)
+        if self.buffer:
+            self.flush()
+        if self.db is not None:
+            self.db.close()

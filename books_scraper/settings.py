@@ -63,6 +63,7 @@ ITEM_PIPELINES = {
 }
 EXTENSIONS = {
     "books_scraper.extensions.ProgressLog": 500,
+    "books_scraper.publication.Publication": 600,
     "scrapy.extensions.remote_control.RemoteControl": None,
     "scrapy.extensions.telnet.TelnetConsole": None,
 }

@@ -4,6 +4,7 @@ from scrapy import Request
 from scrapy.http import HtmlResponse
 from sitebuilder import Book, listing_page, product_page
 
+from books_scraper import signals as books_signals
 from books_scraper.spiders.books import BooksSpider, page_tree, parse_book_page, parse_result_count
 
 ROOT = "http://127.0.0.1:8000/"
@@ -71,6 +72,21 @@ def test_listing_yields_products_then_next_page():
     ]
     assert [r.callback for r in requests] == [spider.parse_book, spider.parse_book, spider.parse]
     assert spider.crawler.stats.get_value("books/expected") == 1000
+
+
+def test_listing_tells_the_publication_which_books_the_site_lists():
+    books = [Book(id=i, title=f"Book {i}") for i in (1, 2)]
+    response = response_for(ROOT, listing_page(books, total=1000, page=1, pages=50, prefix="catalogue/"))
+    spider = BooksSpider()
+    spider.crawler = _crawler_with_stats()
+    listed = []
+
+    def books_listed(book_ids):
+        listed.append(book_ids)
+
+    spider.crawler.signals.connect(books_listed, signal=books_signals.books_listed)
+    spider.parse(response)
+    assert listed == [{1, 2}]
 
 
 def test_last_listing_page_has_no_next():

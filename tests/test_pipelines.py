@@ -3,9 +3,12 @@ from itemadapter import ItemAdapter
 from scrapy.exceptions import DropItem
 from scrapy.statscollectors import MemoryStatsCollector
 from scrapy.utils.test import get_crawler
+from sqlite_utils import Database
 
+from books_scraper import signals as books_signals
+from books_scraper import storage
 from books_scraper.items import RECORD_FIELDS, BookItem
-from books_scraper.pipelines import CleanPipeline, ValidatePipeline
+from books_scraper.pipelines import CleanPipeline, StorePipeline, ValidatePipeline
 
 URL = "http://127.0.0.1:8000/catalogue/x_1/index.html"
 
@@ -120,3 +123,34 @@ def test_a_missing_description_stays_none_not_empty_text(description):
     item = pipeline.process_item(CleanPipeline().process_item(raw_item(description=description)))
     assert ItemAdapter(item)["description"] is None  # stored as NULL, not ""
     assert stats.get_stats() == {}  # a description is optional: nothing dropped
+
+
+def staged_store(tmp_path, run_id: int = 7):
+    """A StorePipeline handed a fresh staging database the way the Publication extension hands it."""
+    crawler = get_crawler()
+    pipeline = StorePipeline.from_crawler(crawler)
+    path = tmp_path / ".books.db.staging"
+    storage.open_books_db(str(path)).close()
+    crawler.signals.send_catch_log(books_signals.staging_opened, path=str(path), run_id=run_id)
+    return pipeline, crawler.stats, path
+
+
+def test_the_store_writes_into_the_staging_database_it_is_handed(tmp_path):
+    pipeline, stats, path = staged_store(tmp_path)
+    for number in (1, 2):
+        record = raw_item(id=number, upc=f"upc{number}", product_url=URL.replace("_1", f"_{number}"))
+        pipeline.process_item(CleanPipeline().process_item(record))
+    pipeline.close_spider()
+    db = Database(path)
+    assert [row["id"] for row in db["books"].rows] == [1, 2]
+    assert [row["run_id"] for row in db["price_history"].rows] == [7, 7]
+    assert (stats.get_value("books/stored"), stats.get_value("books/unwritten")) == (2, None)
+
+
+def test_without_a_staging_database_every_record_counts_as_unwritten():
+    crawler = get_crawler()
+    pipeline = StorePipeline.from_crawler(crawler)
+    pipeline.process_item(CleanPipeline().process_item(raw_item()))
+    pipeline.close_spider()
+    assert crawler.stats.get_value("books/unwritten") == 1
+    assert crawler.stats.get_value("books/write_error") == "no staging database was opened"

@@ -8,20 +8,23 @@ import sys
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
+from books_scraper import crawlstats
+
 
 class Command(ScrapyCrawlCommand):
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider name")
         assert self.crawler_process
-        crawler = self._create_crawler(args[0])
+        crawler = self.crawler_process.create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
         self.crawler_process.start()
-        status = crawler.stats.get_value("publish/status")
-        reason = crawler.stats.get_value("publish/reason")
+        # The Publication extension's outcome; None when it is not enabled in this crawl.
+        status = crawler.stats.get_value(crawlstats.PUBLISH_STATUS)
+        reason = crawler.stats.get_value(crawlstats.PUBLISH_REASON)
         if self.crawler_process.bootstrap_failed:
             self.fail(reason or "the crawl could not start (see the log)")
-        elif status not in (None, "published"):  # None: no StorePipeline in this crawl
+        elif status not in (None, crawlstats.PUBLISHED):
             self.fail(reason or "the database was not published (see the log)")
 
     def fail(self, reason: str) -> None:

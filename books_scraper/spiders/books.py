@@ -26,6 +26,8 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 from twisted.python.failure import Failure
 
+from books_scraper import crawlstats
+from books_scraper import signals as books_signals
 from books_scraper.items import BookItem
 
 _RESULTS = re.compile(r"(\d[\d,]*)\s+results?\b")
@@ -48,13 +50,6 @@ class BooksSpider(scrapy.Spider):
     # retry count over in meta on purpose: Scrapy would warn that it was copied by mistake.
     custom_settings = {"META_COPY_WARN_SKIP_KEYS": ["retry_times"]}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # What the site still lists, for the store to retire books it no longer has.
-        self.listed_book_ids: set[int] = set()
-        self.gone_book_ids: set[int] = set()  # product pages that answered 404 or 410
-        self.listing_failures = 0
-
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> "BooksSpider":
         spider = super().from_crawler(crawler, *args, **kwargs)
@@ -73,16 +68,17 @@ class BooksSpider(scrapy.Spider):
         if not is_whole_page(response.body):  # a cut listing would make the books after it look gone
             return self.retry_incomplete(response)
         page = page_tree(response)
-        if self.crawler.stats.get_value("books/expected") is None:  # the first listing page
-            self.crawler.stats.set_value("books/expected", parse_result_count(page))
-        self.crawler.stats.inc_value("pages/listing")
-        requests = []
-        for link in page.css("article.product_pod h3 a[href]"):
-            request = response.follow(link.attributes["href"], callback=self.parse_book, errback=self.on_error)
-            book_id = book_id_from_url(request.url)
-            if book_id is not None:
-                self.listed_book_ids.add(book_id)
-            requests.append(request)
+        stats = self.crawler.stats
+        if stats.get_value(crawlstats.BOOKS_EXPECTED) is None:  # the first listing page
+            stats.set_value(crawlstats.BOOKS_EXPECTED, parse_result_count(page))
+        stats.inc_value(crawlstats.PAGES_LISTING)
+        requests = [
+            response.follow(link.attributes["href"], callback=self.parse_book, errback=self.on_error)
+            for link in page.css("article.product_pod h3 a[href]")
+        ]
+        # What the site still lists, for the publication to retire the books it no longer has.
+        book_ids = {book_id_from_url(request.url) for request in requests} - {None}
+        self.crawler.signals.send_catch_log(books_signals.books_listed, book_ids=book_ids)
         next_page = attribute(page.css_first("ul.pager li.next a"), "href")
         if next_page:
             requests.append(response.follow(next_page, callback=self.parse, errback=self.on_error))
@@ -91,7 +87,7 @@ class BooksSpider(scrapy.Spider):
     def parse_book(self, response: Response) -> list[BookItem | scrapy.Request]:
         if not is_whole_page(response.body):  # its record would be half-parsed
             return self.retry_incomplete(response)
-        self.crawler.stats.inc_value("pages/product")
+        self.crawler.stats.inc_value(crawlstats.PAGES_PRODUCT)
         return [parse_book_page(response)]
 
     def retry_incomplete(self, response: Response) -> list[scrapy.Request]:
@@ -109,7 +105,8 @@ class BooksSpider(scrapy.Spider):
         self.page_failed(request, failure_reason(failure))
         gone = failure.check(HttpError) and failure.value.response.status in (404, 410)
         if gone and request.callback != self.parse:
-            self.gone_book_ids.add(book_id_from_url(request.url))
+            book_id = book_id_from_url(request.url)
+            self.crawler.signals.send_catch_log(books_signals.book_gone, book_id=book_id)
 
     def request_dropped(self, request: scrapy.Request) -> None:
         """A redirect back to a URL of its own chain is dropped as a duplicate without calling the
@@ -119,10 +116,10 @@ class BooksSpider(scrapy.Spider):
 
     def page_failed(self, request: scrapy.Request, reason: str) -> None:
         self.logger.warning("Failed to fetch %s: %s", request.url, reason)
-        self.crawler.stats.inc_value("pages/failed")
-        self.crawler.stats.inc_value(f"pages/failed/{reason}")
+        self.crawler.stats.inc_value(crawlstats.PAGES_FAILED)
+        self.crawler.stats.inc_value(crawlstats.failed(reason))
         if request.callback == self.parse:
-            self.listing_failures += 1
+            self.crawler.stats.inc_value(crawlstats.PAGES_LISTING_FAILED)
 
 
 def failure_reason(failure: Failure) -> str:
