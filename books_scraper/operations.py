@@ -12,6 +12,7 @@ from sqlite_utils import Database, Migrations
 
 from books_scraper.storage import (
     CRAWL_RUNS,
+    add_crawl_runs_failures,
     add_crawl_runs_removed,
     create_crawl_runs,
     save_crawl_run,
@@ -104,3 +105,4 @@ def save_predictions(
 
 
 migrations(name="m003_crawl_runs_removed")(add_crawl_runs_removed)
+migrations(name="m004_crawl_runs_failures")(add_crawl_runs_failures)

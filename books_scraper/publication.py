@@ -150,6 +150,7 @@ class Publication:
             "dropped": sum(drops.values()),
             "drops": drops,
             "errors": stats.get(crawlstats.PAGES_FAILED, 0) + stats.get(crawlstats.BOOKS_UNWRITTEN, 0),
+            "failures": crawlstats.by_reason(stats, crawlstats.FAILED_PREFIX),
             "finish_reason": reason,
             "message": problem,
         }

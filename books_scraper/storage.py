@@ -60,6 +60,10 @@ def add_crawl_runs_removed(db: Database) -> None:
     db[CRAWL_RUNS].add_column("removed", int)  # books retired because the site dropped them
 
 
+def add_crawl_runs_failures(db: Database) -> None:
+    db[CRAWL_RUNS].add_column("failures", str)  # JSON object: reason -> pages that failed
+
+
 migrations = Migrations("books_scraper")
 
 
@@ -112,6 +116,7 @@ def m001_initial(db: Database) -> None:
 
 
 migrations(name="m002_crawl_runs_removed")(add_crawl_runs_removed)
+migrations(name="m003_crawl_runs_failures")(add_crawl_runs_failures)
 
 
 def open_books_db(path: str) -> Database:
@@ -232,8 +237,9 @@ def remove_books_except(db: Database, keep: Iterable[int]) -> int:
 
 
 def save_crawl_run(db: Database, run: Mapping[str, Any]) -> None:
-    """Insert or update one crawl_runs row (drops given as a dict are stored as JSON)."""
-    row = dict(run)
-    if isinstance(row.get("drops"), dict):
-        row["drops"] = json.dumps(row["drops"], sort_keys=True)
+    """Insert or update one crawl_runs row (drops and failures given as dicts are stored as JSON)."""
+    row = {
+        name: json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+        for name, value in run.items()
+    }
     db[CRAWL_RUNS].upsert(row, pk="id")

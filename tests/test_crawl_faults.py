@@ -9,6 +9,7 @@ the published file byte-for-byte as it was and says why in one line.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import resource
 import shutil
@@ -171,6 +172,7 @@ def test_a_crawl_with_faulty_pages_publishes_the_rest_and_counts_each_failure(fa
     assert failed_pages(result.stderr) == {CASES[case].reason: 1 for case in failed}
     run = last_run(faulty_crawl.after)
     assert (run["status"], run["books"], run["errors"]) == ("published", 45 - len(failed), len(failed))
+    assert json.loads(run["failures"]) == {CASES[case].reason: 1 for case in failed}
     assert (run["dropped"], run["removed"]) == (0, 0)
     assert Database(faulty_crawl.after)["books"].count == 45
     journal = last_run(faulty_crawl.after.with_name("operations.db"))

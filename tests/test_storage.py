@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from sqlite_utils import Database
 
@@ -32,7 +34,9 @@ def test_schema_is_declared_by_migrations(db):
     assert [(fk.column, fk.other_table) for fk in books.foreign_keys] == [("category_id", "categories")]
     assert books.columns_dict["price"] is float
     assert any(index.unique and index.columns == ["upc"] for index in books.indexes)
-    assert [m.name for m in storage.migrations.applied(db)] == ["m001_initial", "m002_crawl_runs_removed"]
+    assert [m.name for m in storage.migrations.applied(db)] == [
+        "m001_initial", "m002_crawl_runs_removed", "m003_crawl_runs_failures"
+    ]
     assert storage.migrations.pending(db) == []
 
 
@@ -96,11 +100,20 @@ def test_a_first_version_database_is_migrated(tmp_path):
     assert "removed" not in old["crawl_runs"].columns_dict
     db = storage.open_books_db(path)
     assert db["crawl_runs"].columns_dict["removed"] is int
+    assert db["crawl_runs"].columns_dict["failures"] is str
 
 
 def test_both_databases_journal_runs_in_the_same_crawl_runs_table(db, tmp_path):
     ops = operations.open_operations_db(str(tmp_path / "operations.db"))
     assert ops["crawl_runs"].schema == db["crawl_runs"].schema
+
+
+def test_a_run_is_saved_with_its_drops_and_failures_as_json(db):
+    run = {"id": 1, "started_at": "2026-01-01T00:00:00+00:00", "status": "published",
+           "drops": {"missing price": 2}, "failures": {"HTTP 503": 1, "timeout": 2}}
+    storage.save_crawl_run(db, run)
+    row = db["crawl_runs"].get(1)
+    assert (json.loads(row["drops"]), json.loads(row["failures"])) == (run["drops"], run["failures"])
 
 
 def test_remove_books_except_takes_history_and_search_rows_along(db):
