@@ -48,6 +48,12 @@ AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
 RETRY_ENABLED = True
 RETRY_TIMES = 3
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+# A 429 or 503 with Retry-After is retried after that many seconds, up to this bound.
+BOOKS_RETRY_AFTER_MAX = 60
+DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "books_scraper.middlewares.RetryAfterMiddleware": 550,
+}
 HTTPCACHE_ENABLED = False
 HTTPCACHE_DIR = "httpcache"
 # No remote code execution during a crawl: Scrapy 2.19's remote-control server (on by default) runs

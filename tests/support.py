@@ -42,6 +42,7 @@ class FaultyHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.site.requests[self.path] += 1
+        self.site.arrivals.setdefault(self.path, []).append(time.monotonic())
         time.sleep(self.site.delay)
         pending = self.site.faults.get(self.path)
         if not pending:
@@ -149,6 +150,7 @@ class SiteServer:
         self.faults: dict[str, list[Fault]] = {}
         self.delay = 0.0  # seconds before each answer, to slow a crawl down
         self.requests: Counter[str] = Counter()
+        self.arrivals: dict[str, list[float]] = {}  # path -> when each request came (monotonic)
         self.stopped = threading.Event()  # ends the waits of slow answers
         handler = type("Handler", (FaultyHandler,), {"site": self})
         self.httpd = Server(("127.0.0.1", 0), partial(handler, directory=str(root)))

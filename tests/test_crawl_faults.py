@@ -35,6 +35,8 @@ from support import (
     unavailable,
 )
 
+from books_scraper.middlewares import retry_after_seconds
+
 # Faults cost seconds at the default settings: one retry, a one-second timeout.
 ATTEMPTS = 2
 FAULT_SETTINGS = {"DOWNLOAD_TIMEOUT": "1", "RETRY_TIMES": str(ATTEMPTS - 1)}
@@ -127,6 +129,7 @@ class FaultyCrawl:
     after: Path
     changed: dict[str, Book]  # case -> the book as the site now shows it
     requests: dict[str, int]  # case -> requests for its page
+    gaps: dict[str, list[float]]  # case -> seconds between one request for its page and the next
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +149,9 @@ def faulty_crawl(published, tmp_path_factory) -> FaultyCrawl:
             server.faults["/" + book.path] = list(CASES[case].faults)
         result = crawl(server.url, db_path, **FAULT_SETTINGS)
     requests = {case: server.requests["/" + book.path] for case, book in changed.items()}
-    return FaultyCrawl(result, published.data / "books.db", db_path, changed, requests)
+    arrivals = {case: server.arrivals.get("/" + book.path, []) for case, book in changed.items()}
+    gaps = {case: [b - a for a, b in zip(times, times[1:])] for case, times in arrivals.items()}
+    return FaultyCrawl(result, published.data / "books.db", db_path, changed, requests, gaps)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -177,6 +182,29 @@ def test_a_crawl_with_faulty_pages_publishes_the_rest_and_counts_each_failure(fa
     assert Database(faulty_crawl.after)["books"].count == 45
     journal = last_run(faulty_crawl.after.with_name("operations.db"))
     assert {k: journal[k] for k in run} == run
+
+
+def test_a_503_is_fetched_again_only_after_the_seconds_its_retry_after_asks_for(faulty_crawl):
+    for case in ("503-with-retry-after-then-the-page", "503-with-retry-after-every-time"):
+        [gap] = faulty_crawl.gaps[case]
+        assert gap >= 1.0, case  # unavailable(1): Retry-After: 1
+
+
+@pytest.mark.parametrize(
+    "header,seconds",
+    [
+        pytest.param(b"5", 5, id="seconds-are-waited"),
+        pytest.param(b"0", 0, id="zero-seconds-retries-at-once"),
+        pytest.param(b"3600", 60, id="an-hour-is-cut-to-the-bound"),
+        pytest.param(b"Wed, 21 Oct 2099 07:28:00 GMT", 60, id="a-far-date-is-cut-to-the-bound"),
+        pytest.param(b"Wed, 21 Oct 2015 07:28:00 GMT", 0, id="a-past-date-retries-at-once"),
+        pytest.param(b"-5", 0, id="a-negative-number-retries-at-once"),
+        pytest.param(b"soon", 0, id="text-that-is-neither-retries-at-once"),
+        pytest.param(None, 0, id="no-header-retries-at-once"),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_a_date_and_bounded(header, seconds):
+    assert retry_after_seconds(header, at_most=60) == seconds
 
 
 def test_a_listing_page_cut_mid_way_is_counted_and_retires_no_book(site, db_path):
