@@ -113,7 +113,8 @@ COLUMNS = ["id", "title", "price", "rating", "category_id", "segid", "term", "bo
            "status", "description", "rowid", "nope", "", "a b", "_x"]
 SPECIAL_PAGES = ["/", "/-/messages", "/-/allow-debug", "/-/metadata", "/-/plugins", "/-/settings",
                  "/-/databases", "/-/threads", "/-/actor", "/-/versions", "/-/auth-token", "/-/permissions",
-                 "/-/patterns", "/-/logout", "/books.db", "/operations.db", "/-/static/app.css"]
+                 "/-/patterns", "/-/logout", "/books.db", "/operations.db", "/-/static/app.css",
+                 "/-/dashboards", "/-/dashboards/books", "/-/dashboards/books/books-per-category"]
 # https://docs.datasette.io/en/0.65.x/json_api.html: table, row and query arguments
 PARAMETERS = ["_sort", "_sort_desc", "_sort_by_desc", "_where", "_through", "_facet", "_facet_array",
               "_facet_date", "_facet_size", "_size", "_next", "_shape", "_search", "_search_title",
@@ -239,9 +240,10 @@ def targets():
     tables = [f"/{db}/{t}" for db, ts in TABLES.items() for t in ts]
     rows = [f"{t}/{pk}" for t in tables for pk in ("1", "1,1", "abc", "~2C", "-1")]
     pages = tables + rows + [f"/books/{q}" for q in QUERIES] + ["/books", "/operations"]
-    return st.tuples(st.sampled_from(pages), st.sampled_from(["", ".json", ".csv"])).map("".join) | (
-        st.sampled_from(SPECIAL_PAGES)
-    )
+    made_up = st.tuples(st.sampled_from(["/books/", "/operations/", "/books/books/"]),
+                        st.text(min_size=1, max_size=8).map(lambda name: quote(name, safe="")))
+    return st.tuples(st.sampled_from(pages) | made_up.map("".join),
+                     st.sampled_from(["", ".json", ".csv"])).map("".join) | st.sampled_from(SPECIAL_PAGES)
 
 
 values = st.sampled_from(MALFORMED_VALUES) | st.text(max_size=12)
