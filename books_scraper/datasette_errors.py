@@ -9,6 +9,7 @@ error page (JSON for .json URLs) before Datasette runs it, so it never reaches a
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, parse_qsl
 
@@ -54,11 +55,10 @@ def is_sql_value(value: object) -> bool:
     return isinstance(value, int) and value in SQLITE_INTEGERS
 
 
-def wants_body(route: Route, method: str) -> bool:
-    return route.view is MessagesDebugView and method == "POST"
+Body = Callable[[], Awaitable[bytes]]  # reads the request body, only when a check needs it
 
 
-async def malformed(datasette, request: Request, route: Route, body: bytes | None) -> Malformed | None:
+async def malformed(datasette, request: Request, route: Route, body: Body) -> Malformed | None:
     for check in (check_method, check_query_string, check_view):
         problem = await check(datasette, request, route, body)
         if problem:
@@ -66,17 +66,17 @@ async def malformed(datasette, request: Request, route: Route, body: bytes | Non
     return None
 
 
-async def check_method(datasette, request: Request, route: Route, body: bytes | None) -> Malformed | None:
+async def check_method(datasette, request: Request, route: Route, body: Body) -> Malformed | None:
     allowed = allowed_methods(route.view)
     if request.method not in allowed:
         message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
         return Malformed(405, "Method not allowed", message, allowed)
     if route.view is TableView and request.method == "POST":
-        return await check_post_to_table(datasette, route)
+        return await check_post_to_table(datasette, route, body)
     return None
 
 
-async def check_post_to_table(datasette, route: Route) -> Malformed | None:
+async def check_post_to_table(datasette, route: Route, body: Body) -> Malformed | None:
     # Datasette takes POST on a table URL for writable canned queries only, and asserts it (500).
     db = database_of(datasette, route)
     name = route.var("table")
@@ -86,7 +86,7 @@ async def check_post_to_table(datasette, route: Route) -> Malformed | None:
     query = await datasette.get_canned_query(db.name, name, None)
     if query is not None:
         if query.get("write"):
-            return None
+            return check_write_body(await body()) if db.is_mutable else None
         message = f"{name} is a read-only query: use GET"
         return Malformed(405, "Method not allowed", message, read_only)
     if await db.table_exists(name) or name in await db.view_names():
@@ -95,7 +95,7 @@ async def check_post_to_table(datasette, route: Route) -> Malformed | None:
     return Malformed(404, "Not found", f"No table or query named {name}")
 
 
-async def check_query_string(datasette, request: Request, route: Route, body) -> Malformed | None:
+async def check_query_string(datasette, request: Request, route: Route, body: Body) -> Malformed | None:
     pairs = parse_qsl(request.query_string, keep_blank_values=True)
     if any("\x00" in key or "\x00" in value for key, value in pairs):
         # Python's sqlite3 refuses SQL with a NUL in it (ValueError) and names end up in the SQL.
@@ -113,15 +113,15 @@ async def check_query_string(datasette, request: Request, route: Route, body) ->
     return None
 
 
-async def check_view(datasette, request: Request, route: Route, body: bytes | None) -> Malformed | None:
+async def check_view(datasette, request: Request, route: Route, body: Body) -> Malformed | None:
     if route.view is TableView and request.method in ("GET", "HEAD"):
         return await check_table(datasette, request, route)
     if route.view is RowView:
         return await check_row(datasette, route)
     if route.view is DatabaseView and not request.args.get("sql"):
         return check_database_page(request, route)
-    if route.view is MessagesDebugView and body is not None:
-        return check_message(body)
+    if route.view is MessagesDebugView and request.method == "POST":
+        return check_message(await body())
     if route.view is AllowDebugView:
         return check_allow_debug(request)
     if route.view is AuthTokenView and not (request.args.get("token") or "").isascii():
@@ -254,6 +254,20 @@ def check_database_page(request: Request, route: Route) -> Malformed | None:
     shape = request.args.get("_shape")
     if shape in SHAPES_NEEDING_ROWS:
         return bad(f"_shape={shape} needs rows: ask for a table, or add ?sql=")
+    return None
+
+
+def check_write_body(body: bytes) -> Malformed | None:
+    # A writable canned query reads a form, or a JSON object when the body looks like one.
+    try:
+        text = body.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return bad("The body is not UTF-8")
+    if text.startswith("{") and text.endswith("}"):
+        try:
+            json.loads(text)
+        except ValueError:
+            return bad("The body looks like a JSON object but is not valid JSON")
     return None
 
 

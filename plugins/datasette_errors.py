@@ -9,7 +9,7 @@ only afterwards: a query stopped by its time limit while building a CSV is a 400
 from datasette import hookimpl
 from datasette.utils.asgi import Request
 
-from books_scraper.datasette_errors import malformed, wants_body
+from books_scraper.datasette_errors import malformed
 from books_scraper.datasette_internals import QueryInterrupted, error_page, resolve
 
 INTERRUPTED = "SQL query took too long; ask for less, or add _timelimit= up to sql_time_limit_ms"
@@ -22,14 +22,11 @@ def asgi_wrapper(datasette):
             route = resolve(datasette, scope) if scope["type"] == "http" else None
             if route is None:
                 return await app(scope, receive, send)
-            body = None
-            if wants_body(route, scope["method"]):
-                body = await read_body(receive)
-                receive = replay(body)
+            body = BufferedBody(receive)
             request = Request(scope, receive)
-            problem = await malformed(datasette, request, route, body)
+            problem = await malformed(datasette, request, route, body.read)
             if problem is None:
-                return await app(scope, receive, send)
+                return await app(scope, body.receiver(), send)
             response = await error_page(datasette, request, problem.status, problem.message, problem.title)
             if problem.allow:
                 response.headers["Allow"] = ", ".join(problem.allow)
@@ -46,6 +43,21 @@ def handle_exception(datasette, request, exception):
         # The JSON and HTML views answer this 400 themselves; the CSV renderer lets it through.
         return error_page(datasette, request, 400, INTERRUPTED, "SQL Interrupted")
     return None
+
+
+class BufferedBody:
+    """The request body, read only when a check asks for it, then replayed to Datasette."""
+
+    def __init__(self, receive) -> None:
+        self.receive, self.body = receive, None
+
+    async def read(self) -> bytes:
+        if self.body is None:
+            self.body = await read_body(self.receive)
+        return self.body
+
+    def receiver(self):
+        return self.receive if self.body is None else replay(self.body)
 
 
 async def read_body(receive) -> bytes:

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 
 import datasette
 import pytest
+from datasette.app import Datasette
 from datasette.utils import urlsafe_components
 from datasette.views.base import BaseView
 from hypothesis import HealthCheck, given, settings
@@ -32,6 +33,7 @@ from books_scraper.datasette_internals import (
     allowed_methods,
     resolve,
 )
+from books_scraper.serve import PLUGINS, PUBLIC_SETTINGS
 
 QUERIES = list(load_metadata()["databases"]["books"]["queries"])  # canned queries, by name
 A_QUERY = QUERIES[0]
@@ -181,6 +183,30 @@ def test_a_malformed_request_is_a_clear_4xx(served, method, path, body, status, 
         assert response.headers["content-type"].startswith("text/html") and says in response.text
     if status == 405:
         assert "GET" in response.headers["allow"] and method not in response.headers["allow"]
+
+
+WRITABLE = {"sql": "update crawl_runs set message = :message where id = 1", "write": True}
+
+
+@pytest.mark.parametrize(
+    "body,status",
+    [pytest.param(b"\xff\xfe", 400, id="body-not-utf8"),
+     pytest.param(b'{"message": }', 400, id="body-that-looks-like-json-but-is-not"),
+     pytest.param(b'{"message": "checked"}', 200, id="well-formed-json-body-still-writes")],
+)
+async def test_a_writable_canned_query_refuses_a_malformed_body_and_writes_nothing(
+        published_copy, body, status):
+    # The publication has no writable query; one on a private copy shows the check lets real ones by.
+    metadata = load_metadata()
+    metadata["databases"]["operations"]["queries"] = {"note_run": WRITABLE}
+    ds = Datasette(files=[str(published_copy.operations_path)], immutables=[str(published_copy.path)],
+                   metadata=metadata, plugins_dir=str(PLUGINS), settings=PUBLIC_SETTINGS)
+    before = ops_snapshot(published_copy.operations_path)
+    response = await ds.client.post("/operations/note_run.json", content=body,
+                                    headers={"accept": "application/json"})
+    assert response.status_code == status, response.text[:300]
+    written = ops_snapshot(published_copy.operations_path) != before
+    assert written is (status == 200)
 
 
 def test_a_csv_query_past_its_time_limit_is_a_400(served):
