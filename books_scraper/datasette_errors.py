@@ -106,10 +106,10 @@ async def check_query_string(datasette, request: Request, route: Route, body: Bo
     timelimit = request.args.get("_timelimit")
     if timelimit:
         try:
-            if int(timelimit) < 1:
+            if int(timelimit) < 0:  # 0 means the default; a negative limit interrupts at once
                 raise ValueError
         except ValueError:
-            return bad(f"_timelimit must be a positive whole number of milliseconds, not {timelimit!r}")
+            return bad(f"_timelimit is a whole number of milliseconds, 0 or more, not {timelimit!r}")
     return None
 
 

@@ -219,10 +219,10 @@ def test_a_csv_query_past_its_time_limit_is_a_400(served):
     ["/books/books.json?_sort=title", "/books/books.json?_through=" + quote(
         '{"table":"price_history","column":"run_id","value":1}'), "/books/books.json?id__in=[1,2]",
      "/books/books.json?_facet=" + quote('{"simple":"rating"}'), "/books/books.json?price__gt=20",
-     "/books/books.json?_timelimit=1000", "/books/books_fts_idx.json?_size=1",
+     "/books/books.json?_timelimit=1000", "/books/books.json?_timelimit=0", "/books/books_fts_idx.json?_size=1",
      "/books.json?sql=select+1&_shape=array", f"/books/{A_QUERY}.json?_shape=array",
      f"/books/{A_QUERY}.json?min_rating=4&_timelimit=500"],
-    ids=["sort", "through", "in-list", "facet-config", "gt", "timelimit", "compound-key-table",
+    ids=["sort", "through", "in-list", "facet-config", "gt", "timelimit", "timelimit-zero-is-the-default", "compound-key-table",
          "sql-array", "canned-array", "canned-with-params"],
 )
 def test_well_formed_requests_still_answer(served, path):
