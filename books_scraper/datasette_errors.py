@@ -32,6 +32,7 @@ MESSAGE_TYPES = ("INFO", "WARNING", "ERROR", "all")  # what /-/messages accepts
 NUMERIC_LOOKUPS = ("gt", "gte", "lt", "lte")  # Datasette turns an all-digit value into an int
 LIST_LOOKUPS = ("in", "notin")  # a value starting with "[" is a JSON list
 SHAPES_NEEDING_ROWS = ("array", "arrayfirst")
+SHAPES = ("arrays", "objects", "array", "arrayfirst", "object")  # datasette/renderer.py json_renderer
 BOOLEANS = ("on", "off", "true", "false", "1", "0")  # datasette.utils.value_as_boolean
 TABLE_ARGUMENTS = ("_sort", "_sort_desc", "_through")  # checked against the table's schema
 
@@ -100,6 +101,10 @@ async def check_query_string(datasette, request: Request, route: Route, body: Bo
     if any("\x00" in key or "\x00" in value for key, value in pairs):
         # Python's sqlite3 refuses SQL with a NUL in it (ValueError) and names end up in the SQL.
         return bad("The query string contains a NUL character (%00)")
+    shape = request.args.get("_shape")
+    if shape is not None and route.url_vars.get("format") == "json" and shape not in SHAPES:
+        # A query's JSON says so in its body but answers 200; a table's answers 400.
+        return bad(f"Invalid _shape: {shape}; one of {', '.join(SHAPES)}")
     infinity = request.args.get("_json_infinity")
     if infinity is not None and infinity.lower() not in BOOLEANS:
         return bad(f"_json_infinity is one of {', '.join(BOOLEANS)}, not {infinity!r}")

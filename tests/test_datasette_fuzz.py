@@ -40,9 +40,14 @@ A_QUERY = QUERIES[0]
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "PROPFIND"]
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
-# request -> (status, what the message says); every one answered 500 in stock Datasette 0.65.5.
+# request -> (status, what the message says); every one answered 500 in stock Datasette 0.65.5
+# (the _shape ones 200, with the error only in the body).
 MALFORMED = [
     pytest.param("POST", "/books/books", None, 405, "read-only table", id="post-to-a-table"),
+    pytest.param("GET", "/books.json?sql=select+1&_shape=objectx", None, 400, "Invalid _shape",
+                 id="a-query-asked-for-a-shape-that-does-not-exist"),
+    pytest.param("GET", f"/books/{A_QUERY}.json?_shape=nope", None, 400, "Invalid _shape",
+                 id="a-canned-query-asked-for-a-shape-that-does-not-exist"),
     pytest.param("POST", "/books/books.json", b"{}", 405, "read-only table", id="post-json-to-a-table"),
     pytest.param("POST", "/operations/predictions", None, 405, "read-only table", id="post-to-the-predictions-table"),
     pytest.param("POST", f"/books/{A_QUERY}.json", b'{"a": 1}', 405, "read-only query",
