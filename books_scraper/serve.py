@@ -22,7 +22,7 @@ from pathlib import Path
 from books_scraper import settings
 from books_scraper.api.config import ConfigError, parse_config
 from books_scraper.operations import open_operations_db
-from books_scraper.served_metadata import (
+from books_scraper.web.served_metadata import (
     API_PLUGIN, BOOKS_DATABASE, METADATA, OPERATIONS_DATABASE, PROJECT, auth_summary, load_metadata,
     resolve_env, served_metadata,
 )
@@ -116,7 +116,7 @@ def ensure_operations_db(path: Path) -> None:
 
 
 def write_served_metadata(directory: Path, environ: Mapping[str, str], metadata: dict) -> Path:
-    """The metadata as this server gets it (books_scraper/served_metadata.py), beside the databases."""
+    """The metadata as this server gets it (books_scraper/web/served_metadata.py), beside the databases."""
     path = directory / SERVED_METADATA
     path.write_text(json.dumps(served_metadata(environ, metadata), indent=2), encoding="utf-8")
     return path

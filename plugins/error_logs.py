@@ -2,7 +2,7 @@
 
 from datasette import hookimpl
 
-from books_scraper.upstream import no_rich_tracebacks
+from books_scraper.web.datasette_internals import no_rich_tracebacks
 
 
 @hookimpl

@@ -2,7 +2,7 @@
 
 from datasette import hookimpl
 
-from books_scraper.http_guard import guard
+from books_scraper.web.guard import guard
 
 
 @hookimpl

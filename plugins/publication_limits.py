@@ -1,8 +1,8 @@
-"""Limits on what one query can make SQLite and Datasette build (books_scraper/query_limits.py)."""
+"""Limits on what one query can make SQLite and Datasette build (books_scraper/web/query_limits.py)."""
 
 from datasette import hookimpl
 
-from books_scraper.query_limits import limit_connection
+from books_scraper.web.query_limits import limit_connection
 
 
 @hookimpl

@@ -16,7 +16,7 @@ from datasette.app import Datasette
 from support import query
 
 from books_scraper.api.auth import hash_password
-from books_scraper.served_metadata import served_metadata
+from books_scraper.web.served_metadata import served_metadata
 
 PROJECT = Path(__file__).resolve().parents[1]
 PLUGINS = PROJECT / "plugins"

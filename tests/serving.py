@@ -15,7 +15,7 @@ from datasette.app import Datasette
 from support import PROJECT
 
 from books_scraper.serve import PLUGINS, PUBLIC_SETTINGS
-from books_scraper.served_metadata import load_metadata, served_metadata
+from books_scraper.web.served_metadata import load_metadata, served_metadata
 
 
 def publication(books_db: Path, operations_db: Path, **settings: object) -> Datasette:

@@ -12,7 +12,7 @@ from api_support import ENV, PLUGINS, TOKENS, api_metadata, assert_error, bearer
 from support import PROJECT, query
 
 from books_scraper.api.config import ApiConfig, ConfigError, api_config, parse_config
-from books_scraper.served_metadata import resolve_env
+from books_scraper.web.served_metadata import resolve_env
 
 
 def api_block(**changes) -> dict:

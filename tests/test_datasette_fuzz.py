@@ -1,7 +1,7 @@
 """Datasette's own pages never answer 5xx to a malformed request, and nothing reaches the database.
 
 Datasette 0.65 alone answered 500 to each request in MALFORMED; plugins/datasette_errors.py finds them
-up front (books_scraper/datasette_errors.py). The fuzz then draws requests from every documented table,
+up front (books_scraper/web/datasette_errors.py). The fuzz then draws requests from every documented table,
 row and query parameter (https://docs.datasette.io/en/0.65.x/json_api.html), every filter operator
 and every method, over both databases, and asserts a clean 4xx or a success, never a 5xx.
 """
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from serving import load_metadata, publication
 
-from books_scraper.datasette_internals import (
+from books_scraper.web.datasette_internals import (
     AllowDebugView,
     AuthTokenView,
     DatabaseView,
@@ -308,7 +308,7 @@ def test_nothing_was_written_to_the_operations_database(served):
 
 
 def test_datasette_internals_are_as_the_checks_expect(served):
-    """books_scraper/datasette_internals.py leans on these; an upgrade that changes one fails here."""
+    """books_scraper/web/datasette_internals.py leans on these; an upgrade that changes one fails here."""
     _, ds, _, _ = served
     assert datasette.__version__.startswith("0.65."), "re-run this fuzz and revisit the checks"
 

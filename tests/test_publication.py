@@ -17,7 +17,7 @@ from serving import ServeProcess, load_metadata, publication
 from sitebuilder import build_site, sample_books
 from support import SiteServer, crawl, query
 
-from books_scraper.query_limits import MAX_COLUMNS, MAX_RESULT_BYTES, MAX_VALUE_BYTES
+from books_scraper.web.query_limits import MAX_COLUMNS, MAX_RESULT_BYTES, MAX_VALUE_BYTES
 from books_scraper.serve import PUBLIC_SETTINGS, datasette_command
 
 ROUNDED = 0.005 + 1e-9  # round(x, 2) is at most half a penny off, give or take float error

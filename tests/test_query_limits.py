@@ -8,7 +8,7 @@ import pytest
 
 from books_scraper.api import ml
 from books_scraper.api.cache import VersionCache
-from books_scraper.query_limits import ResultBudget, ResultTooLarge, limit_connection, unbudgeted
+from books_scraper.web.query_limits import ResultBudget, ResultTooLarge, limit_connection, unbudgeted
 
 ROWS = "with recursive n(i) as (select 1 union all select i + 1 from n where i < 100) "
 

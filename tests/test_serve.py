@@ -15,7 +15,7 @@ from api_support import ENV, TOKENS
 from serving import ServeProcess
 from support import PROJECT
 
-from books_scraper.served_metadata import auth_summary, load_metadata, served_metadata
+from books_scraper.web.served_metadata import auth_summary, load_metadata, served_metadata
 
 
 def serve(*args: str, **env: str) -> subprocess.CompletedProcess:

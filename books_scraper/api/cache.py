@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from books_scraper.query_limits import unbudgeted
+from books_scraper.web.query_limits import unbudgeted
 
 MAX_ENTRIES = 32
 

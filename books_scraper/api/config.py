@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from books_scraper.served_metadata import API_PLUGIN
+from books_scraper.web.served_metadata import API_PLUGIN
 
 # The API's own actions; which actors may do each is configuration (`permissions`, Datasette allow blocks).
 ACTIONS = ("books-api-predict", "books-api-crawl")  # books-api-crawl: the scraping trigger, a later issue

@@ -9,7 +9,7 @@ from books_scraper.api import stats
 from books_scraper.api.cache import cache
 from books_scraper.api.errors import ApiError
 from books_scraper.api.web import api_route, books_database, json_response
-from books_scraper.served_metadata import OPERATIONS_DATABASE
+from books_scraper.web.served_metadata import OPERATIONS_DATABASE
 
 CRAWL_COLUMNS = "id, started_at, finished_at, status, books"
 LAST_PUBLISHED_SQL = (

@@ -14,7 +14,7 @@ from datasette.utils.asgi import Response
 from books_scraper.api.config import ACTIONS, api_config
 from books_scraper.api.errors import ApiError
 from books_scraper.api.params import Page
-from books_scraper.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE
+from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE
 
 API_PREFIX = "/api/v1"
 

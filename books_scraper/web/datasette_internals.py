@@ -1,13 +1,16 @@
-"""Every Datasette 0.65 internal the malformed-request checks rely on, in one place.
+"""Every Datasette 0.65 private name the project relies on, in one place.
 
-`tests/test_datasette_fuzz.py::test_datasette_internals_are_as_the_checks_expect` fails when an
-upgrade changes any of them: then re-run the fuzz test and revisit `books_scraper.datasette_errors`.
+tests/test_datasette_internals.py and test_datasette_fuzz.py::test_datasette_internals_are_as_the_checks_expect
+fail when an upgrade changes any of them: then re-run the fuzz test and revisit
+books_scraper.web.datasette_errors, or drop no_rich_tracebacks() if Datasette stops printing locals.
 """
 
 from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
+
+import datasette.handle_exception
 
 from datasette.database import QueryInterrupted
 from datasette.handle_exception import handle_exception as default_handle_exception
@@ -21,7 +24,8 @@ from datasette.views.table import TableView
 
 __all__ = [
     "AllowDebugView", "AuthTokenView", "DatabaseView", "MessagesDebugView", "QueryInterrupted",
-    "Route", "RowView", "TableView", "allowed_methods", "error_page", "resolve", "urlsafe_components",
+    "Route", "RowView", "TableView", "allowed_methods", "error_page", "no_rich_tracebacks", "resolve",
+    "urlsafe_components",
 ]
 
 _ROUTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Datasette -> its compiled routes
@@ -80,3 +84,10 @@ async def error_page(datasette, request: Request, status: int, message: str, tit
         raise DatasetteError(message, title=title, status=status)
     except DatasetteError as error:
         return await default_handle_exception(datasette=datasette, request=request, exception=error)()
+
+
+def no_rich_tracebacks() -> None:
+    """Datasette 0.65's default exception hook prints every exception, a 404 or 400 included, with
+    rich and `show_locals=True` when rich is importable (Schemathesis brings it into the test
+    environment). The locals hold the request's headers, so a Bearer token would reach the log."""
+    datasette.handle_exception.rich = None

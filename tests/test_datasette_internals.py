@@ -1,4 +1,5 @@
-"""The private names books_scraper/upstream.py relies on are still there, and the workaround works."""
+"""The private names books_scraper/web/datasette_internals.py relies on are still there, and the
+workarounds work (the malformed-request ones: test_datasette_fuzz.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ SECRET = "Bearer tok-that-must-never-be-logged-0123456789"
 
 
 def test_datasettes_exception_hook_still_reads_a_module_level_rich():
-    # If this fails, Datasette changed how it prints exceptions: revisit upstream.no_rich_tracebacks.
+    # If this fails, Datasette changed how it prints exceptions: revisit datasette_internals.no_rich_tracebacks.
     assert "rich" in vars(datasette.handle_exception)
     assert "rich.get_console().print_exception" in open(datasette.handle_exception.__file__).read()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 METADATA = PROJECT / "metadata.yml"
 API_PLUGIN = "books-api"
 TOKENS_PLUGIN = "datasette-auth-tokens"
