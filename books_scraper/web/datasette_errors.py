@@ -60,6 +60,14 @@ def is_sql_value(value: object) -> bool:
     return isinstance(value, int) and value in SQLITE_INTEGERS
 
 
+def json_or_none(text: str) -> object | None:
+    """The JSON value of a parameter, or None when it is not JSON (callers then say what it must be)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 Body = Callable[[], Awaitable[bytes]]  # reads the request body, only when a check needs it
 
 
@@ -170,10 +178,7 @@ def check_facets(request: Request) -> Malformed | None:
         for value in values:
             if not value.startswith("{"):
                 continue
-            try:
-                config = json.loads(value)
-            except ValueError:
-                config = None
+            config = json_or_none(value)
             if not (
                 isinstance(config, dict)
                 and isinstance(config.get("simple"), str)
@@ -205,10 +210,7 @@ async def check_sort(datasette, db, table: str, request: Request) -> Malformed |
 async def check_through(datasette, db, table: str, request: Request) -> Malformed | None:
     usage = '_through is JSON {"table": ..., "column": ..., "value": ...}'
     for through in request.args.getlist("_through"):
-        try:
-            spec = json.loads(through)
-        except ValueError:
-            spec = None
+        spec = json_or_none(through)
         if not (
             isinstance(spec, dict)
             and isinstance(spec.get("table"), str)
@@ -233,10 +235,7 @@ def check_filters(request: Request) -> Malformed | None:
             if not value.isascii() or int(value) not in SQLITE_INTEGERS:
                 return bad(f"{key}={value}: not a number SQLite can compare")
         if lookup in LIST_LOOKUPS and value.startswith("["):
-            try:
-                values = json.loads(value)
-            except ValueError:
-                values = None
+            values = json_or_none(value)
             if not isinstance(values, list) or not all(map(is_sql_value, values)):
                 return bad(f'{key}={value}: a JSON list of values, e.g. ["a", "b"], or a,b')
     return None
