@@ -41,9 +41,15 @@ METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 
 # request -> (status, what the message says); every one answered 500 in stock Datasette 0.65.5
-# (the _shape ones 200, with the error only in the body).
+# (the _shape ones 200 with the error only in the body, the CSV ones 200 with an empty body).
 MALFORMED = [
     pytest.param("POST", "/books/books", None, 405, "read-only table", id="post-to-a-table"),
+    pytest.param("GET", "/books.csv?sql=select+nonsense", None, 400, "no such column: nonsense",
+                 id="a-query-that-fails-as-csv"),
+    pytest.param("GET", "/books.csv?sql=" + quote(
+        "with recursive n(i) as (select 1 union all select i + 1 from n where i < 1000) "
+        "select randomblob(9000) from n"), None, 400, "larger than",
+                 id="a-query-past-the-result-budget-as-csv"),
     pytest.param("GET", "/books.json?sql=select+1&_shape=objectx", None, 400, "Invalid _shape",
                  id="a-query-asked-for-a-shape-that-does-not-exist"),
     pytest.param("GET", f"/books/{A_QUERY}.json?_shape=nope", None, 400, "Invalid _shape",

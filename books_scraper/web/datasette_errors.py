@@ -314,6 +314,8 @@ def checked(datasette, app):
         request = Request(scope, receive)
         problem = await malformed(datasette, request, route, body.read)
         if problem is None:
+            if route.url_vars.get("format") == "csv" and request.method == "GET":
+                send = EmptyCsvCheck(datasette, request, send)
             return await app(scope, body.receiver(), send)
         response = await error_page(datasette, request, problem.status, problem.message, problem.title)
         if problem.allow:
@@ -321,6 +323,45 @@ def checked(datasette, app):
         await response.asgi_send(send)
 
     return asgi
+
+
+class EmptyCsvCheck:
+    """Wraps `send` for a CSV answer. A query that fails is answered by Datasette's CSV view with
+    200 and an empty body (its JSON says 400 and why); a CSV that worked always starts with a header
+    row. So the start of the answer is held until its first bytes of data: if the body ends with
+    none, the client gets Datasette's 400 error page with the JSON answer's message instead."""
+
+    def __init__(self, datasette, request: Request, send) -> None:
+        self.datasette, self.request, self.send = datasette, request, send
+        self.held: list[dict] | None = []  # None once the answer is known to be a real CSV
+
+    async def __call__(self, message: dict) -> None:
+        if self.held is None:
+            return await self.send(message)
+        self.held.append(message)
+        if message["type"] != "http.response.body":
+            return
+        if self.held[0].get("status") != 200 or message.get("body", b"").strip():
+            return await self.release()
+        if not message.get("more_body", False):
+            await self.refuse()
+
+    async def release(self) -> None:
+        held, self.held = self.held, None
+        for message in held:
+            await self.send(message)
+
+    async def refuse(self) -> None:
+        self.held = None
+        path = self.request.path[: -len(".csv")] + ".json"
+        query = f"?{self.request.query_string}" if self.request.query_string else ""
+        answer = await self.datasette.client.get(path + query)
+        try:
+            message = answer.json().get("error") or "the query failed"
+        except ValueError:
+            message = "the query failed"
+        response = await error_page(self.datasette, self.request, 400, message, "Invalid SQL")
+        await response.asgi_send(self.send)
 
 
 def interrupted_csv(datasette, request, exception):
