@@ -4,6 +4,12 @@ predictions for the held-out books, read back how good they were.
     BOOKS_API_TOKEN=... python examples/train_and_predict.py --url http://127.0.0.1:8001
     BOOKS_API_USERNAME=scientist BOOKS_API_PASSWORD=... python examples/train_and_predict.py
 
+BOOKS_API_TOKEN is a token the server accepts for the `ml` role: the value of the server's
+BOOKS_API_TOKEN_ML (a static service token), or a JWT access token from /api/v1/auth/login. Without
+it, the script logs in as BOOKS_API_USERNAME with BOOKS_API_PASSWORD (the user's password, whose
+hash the server has in BOOKS_API_SCIENTIST_PASSWORD_HASH). It checks them before it downloads
+anything.
+
 The model is ordinary least squares on a few numeric columns plus the category's mean rating in the
 training split, solved with plain Python: no numpy needed. Prints one JSON object with the summary.
 """
@@ -13,8 +19,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import urllib.error
 import urllib.request
 from collections import defaultdict
+
+CREDENTIALS_HELP = (
+    "no credentials: set BOOKS_API_TOKEN (the server's BOOKS_API_TOKEN_ML, or a JWT access token), "
+    "or BOOKS_API_USERNAME and BOOKS_API_PASSWORD (a user the server can log in)"
+)
+
+
+class ApiFailure(Exception):
+    """The API answered an error: its status and the envelope's message, or why it could not be reached."""
 
 
 def fetch(base: str, path: str, token: str | None = None, body: object = None) -> str:
@@ -25,8 +42,23 @@ def fetch(base: str, path: str, token: str | None = None, body: object = None) -
     if body is not None:
         data = json.dumps(body).encode()
         request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, data=data, timeout=60) as response:
-        return response.read().decode()
+    try:
+        with urllib.request.urlopen(request, data=data, timeout=60) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError as error:
+        raise ApiFailure(f"{request.get_method()} {path}: {error.code} {envelope_message(error)}") from None
+    except urllib.error.URLError as error:
+        raise ApiFailure(f"cannot reach {base}: {error.reason}") from None
+
+
+def envelope_message(error: urllib.error.HTTPError) -> str:
+    """The API's JSON error ({"error": ..., "error_code": ...}), or the body as it came."""
+    text = error.read().decode(errors="replace")
+    try:
+        body = json.loads(text)
+        return f"{body['error']} ({body['error_code']})"
+    except (ValueError, KeyError, TypeError):
+        return text[:300]
 
 
 def call(base: str, path: str, token: str | None = None, body: object = None) -> dict:
@@ -34,10 +66,22 @@ def call(base: str, path: str, token: str | None = None, body: object = None) ->
 
 
 def access_token(base: str) -> str:
-    if os.environ.get("BOOKS_API_TOKEN"):
-        return os.environ["BOOKS_API_TOKEN"]
-    credentials = {"username": os.environ["BOOKS_API_USERNAME"], "password": os.environ["BOOKS_API_PASSWORD"]}
-    return call(base, "/api/v1/auth/login", body=credentials)["access_token"]
+    """A token for posting predictions, checked before any data is downloaded."""
+    environ = os.environ
+    if environ.get("BOOKS_API_TOKEN"):
+        token = environ["BOOKS_API_TOKEN"]
+    elif environ.get("BOOKS_API_USERNAME") and environ.get("BOOKS_API_PASSWORD"):
+        credentials = {"username": environ["BOOKS_API_USERNAME"], "password": environ["BOOKS_API_PASSWORD"]}
+        token = call(base, "/api/v1/auth/login", body=credentials)["access_token"]
+    else:
+        raise ApiFailure(CREDENTIALS_HELP)
+    # An empty batch is refused as such (422) only once the token is accepted: 401/403 say it is not.
+    try:
+        call(base, "/api/v1/ml/predictions", token, {"model": "credentials-check", "predictions": []})
+    except ApiFailure as failure:
+        if " 422 " not in str(failure):
+            raise
+    return token
 
 
 def training_rows(base: str, split: str, seed: int) -> list[dict]:
@@ -92,12 +136,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="least-squares-v1")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ApiFailure as failure:
+        sys.exit(f"train_and_predict: {failure}")
 
+
+def run(args: argparse.Namespace) -> dict:
+    token = access_token(args.url)
     train = training_rows(args.url, "train", args.seed)
     test = training_rows(args.url, "test", args.seed)
     model = RatingModel().fit(train)
     predictions = [{"id": row["id"], "predicted_rating": round(model.predict(row), 4)} for row in test]
-    stored = call(args.url, "/api/v1/ml/predictions", access_token(args.url),
+    stored = call(args.url, "/api/v1/ml/predictions", token,
                   {"model": args.model, "predictions": predictions})
     summary = call(args.url, f"/api/v1/ml/predictions/summary?model={args.model}")["models"]
     report = {

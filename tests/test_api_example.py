@@ -7,6 +7,8 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from api_support import ENV, PASSWORDS, PROJECT
 from support import query
 from serving import ServeProcess
@@ -39,3 +41,32 @@ def test_example_trains_posts_and_reads_its_score(published_copy, tmp_path):
     assert summary["predictions"] == summary["evaluated"] == len(test_ids)
     assert math.isclose(summary["mae"], sum(map(abs, errors)) / len(errors), abs_tol=1e-4)
     assert math.isclose(summary["rmse"], math.sqrt(sum(e * e for e in errors) / len(errors)), abs_tol=1e-4)
+
+
+def run_example(server_url: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "examples/train_and_predict.py", "--url", server_url],
+        cwd=PROJECT, env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        pytest.param({}, "no credentials: set BOOKS_API_TOKEN", id="no-credentials-says-which-variables"),
+        pytest.param({"BOOKS_API_TOKEN": "not-a-token"}, "401", id="a-wrong-token-shows-the-apis-error"),
+        pytest.param({"BOOKS_API_USERNAME": "scientist", "BOOKS_API_PASSWORD": "wrong"},
+                     "401 wrong username or password (invalid_credentials)", id="a-wrong-password-shows-the-apis-error"),
+    ],
+)
+def test_the_example_says_what_is_wrong_before_downloading(published_db, tmp_path, env, message):
+    with ServeProcess(published_db.path, published_db.operations_path, tmp_path / "serve.log", **ENV) as server:
+        result = run_example(server.url, **env)
+    assert result.returncode == 1
+    assert result.stderr.startswith("train_and_predict: ") and message in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_the_example_names_a_server_it_cannot_reach(tmp_path):
+    result = run_example("http://127.0.0.1:9/", BOOKS_API_TOKEN="x")
+    assert result.returncode == 1 and "cannot reach http://127.0.0.1:9/" in result.stderr
