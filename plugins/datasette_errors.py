@@ -3,7 +3,7 @@
 
 from datasette import hookimpl
 
-from books_scraper.web.datasette_errors import checked, interrupted_csv
+from books_scraper.web.datasette_errors import checked, interrupted
 
 
 @hookimpl(tryfirst=True)  # innermost: other wrappers (headers...) see these answers too
@@ -13,4 +13,4 @@ def asgi_wrapper(datasette):
 
 @hookimpl
 def handle_exception(datasette, request, exception):
-    return interrupted_csv(datasette, request, exception)
+    return interrupted(datasette, request, exception)

@@ -129,6 +129,7 @@ async def test_runaway_query_is_stopped_with_a_json_error(ds):
     assert error["ok"] is False
     assert error["title"] == "SQL Interrupted"
     assert "took too long" in error["error"]
+    assert "<" not in error["error"]  # words for a JSON client, not Datasette's HTML page fragment
 
 
 async def canned(ds, name: str, **params: str) -> list[dict]:

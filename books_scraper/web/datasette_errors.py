@@ -19,6 +19,7 @@ from books_scraper.web.datasette_internals import (
     AllowDebugView,
     AuthTokenView,
     DatabaseView,
+    DatasetteError,
     MessagesDebugView,
     QueryInterrupted,
     Route,
@@ -364,10 +365,16 @@ class EmptyCsvCheck:
         await response.asgi_send(self.send)
 
 
-def interrupted_csv(datasette, request, exception):
-    """The one failure found only afterwards: a query stopped by its time limit while building a CSV
-    (the JSON and HTML views answer this 400 themselves; the CSV renderer lets it through)."""
-    if isinstance(exception, QueryInterrupted) and request.url_vars.get("format") == "csv":
+def interrupted(datasette, request, exception):
+    """A query stopped by its time limit, found only afterwards: the CSV renderer lets it through
+    (a 500), and the JSON view says it in HTML (a paragraph, the SQL in a textarea, a script) where a
+    client reading JSON wants the words. Both get the same 400 in plain text."""
+    as_csv = isinstance(exception, QueryInterrupted) and request.url_vars.get("format") == "csv"
+    as_json = (
+        isinstance(exception, DatasetteError) and exception.message_is_html
+        and request.path.endswith(".json")
+    )
+    if as_csv or as_json:
         return error_page(datasette, request, 400, INTERRUPTED, "SQL Interrupted")
     return None
 
