@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup crawl serve run test bench clean
+.PHONY: setup crawl serve run test bench bench-api clean
 
 $(BIN)/scrapy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,7 @@ clean:
 
 bench: setup
 	$(BIN)/python bench/crawl_bench.py
+
+# Latency of the main routes beside Datasette's trivial /-/versions.json (needs data/books.db).
+bench-api: setup
+	$(BIN)/python bench/api_bench.py
