@@ -21,6 +21,7 @@ from pathlib import Path
 
 from books_scraper import settings
 from books_scraper.api.config import ConfigError, parse_config
+from books_scraper.logs import configure_process_logging
 from books_scraper.operations import open_operations_db
 from books_scraper.web.served_metadata import (
     API_PLUGIN, BOOKS_DATABASE, METADATA, OPERATIONS_DATABASE, PROJECT, auth_summary, load_metadata,
@@ -137,7 +138,7 @@ def datasette_command(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    configure_process_logging(os.environ)  # BOOKS_LOG_FORMAT: text, or JSON like the server's
     args = parse_args(argv)
     problem = port_problem(args.host, args.port)
     if problem:

@@ -19,6 +19,8 @@ BOOKS_ALLOW_SHRINK = os.environ.get("BOOKS_ALLOW_SHRINK", "0")
 BOOKS_WRITE_BATCH = 200
 BOOKS_PROGRESS_EVERY_BOOKS = 100
 BOOKS_PROGRESS_EVERY_SECONDS = 10
+# Logs: text for a person at a terminal, json for a log collector (books_scraper/logs.py).
+BOOKS_LOG_FORMAT = os.environ.get("BOOKS_LOG_FORMAT", "text")
 
 
 

@@ -154,3 +154,19 @@ def test_dashboard_draws_its_charts(page, published_db):
     page.wait_for_url("**category=**")
     expect(page.locator("#chart-total-books p")).to_have_text(str(count))
     expect(page.locator("#chart-books-per-category svg.marks g.mark-rect path")).to_have_count(1)
+
+
+def test_operations_dashboard_draws_its_charts(page, published_db):
+    ops = published_db.operations_path
+    bars = {  # one bar per row each chart's query returns (the crawl journal of the session's crawl)
+        "crawl-books": rows(ops, "select count(*) from crawl_runs")[0][0],
+        "crawl-duration": rows(ops, "select count(*) from crawl_runs where finished_at is not null")[0][0],
+        "crawl-drops": rows(ops, "select count(*) from crawl_runs r, json_each(coalesce(r.drops, '{}'))")[0][0],
+        "predictions-per-model": rows(ops, "select count(distinct model) from predictions")[0][0],
+    }
+    charts = load_metadata()["plugins"]["datasette-dashboards"]["operations"]["charts"]
+    assert set(charts) == set(bars) and bars["crawl-books"] >= 1
+    page.goto("/-/dashboards/operations")
+    for slug, count in bars.items():
+        expect(page.locator(f"#chart-{slug} svg.marks")).to_have_count(1)  # drawn, even with no rows
+        expect(page.locator(f"#chart-{slug} svg.marks g.mark-rect path")).to_have_count(count)

@@ -1,5 +1,6 @@
 """GET /api/v1/health, its view and its SQL: is the books database reachable, how many books, which
-crawl built it and the operations journal's latest attempt."""
+crawl built it and the operations journal's latest attempt. GET /api/v1/ready: 503 until a books
+database is published and readable (for a load balancer or an orchestrator's readiness probe)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ LAST_PUBLISHED_SQL = (
     f"select {CRAWL_COLUMNS} from crawl_runs where status = 'published' order by id desc limit 1"
 )
 LATEST_ATTEMPT_SQL = f"select {CRAWL_COLUMNS} from crawl_runs order by id desc limit 1"
+READY_SQL = "select count(*) from books"
 
 
 async def health(request, datasette):
@@ -37,6 +39,18 @@ async def health(request, datasette):
     )
 
 
+async def ready(request, datasette):
+    """Ready once the served books database has a readable books table (a crawl published it)."""
+    try:
+        db = books_database(datasette)
+        books = (await db.execute(READY_SQL)).first()[0] if await db.table_exists("books") else None
+    except (ApiError, sqlite3.Error):
+        books = None
+    if books is None:
+        raise ApiError(503, "not ready: no books database is published yet", "not_ready")
+    return json_response({"status": "ready", "books": books})
+
+
 async def latest_attempt(datasette):
     if OPERATIONS_DATABASE not in datasette.databases:
         return None
@@ -50,4 +64,7 @@ async def first_row(db, sql):
     return dict(row) if row is not None else None
 
 
-ROUTES = [(r"^/api/v1/health$", api_route(get=health))]
+ROUTES = [
+    (r"^/api/v1/health$", api_route(get=health)),
+    (r"^/api/v1/ready$", api_route(get=ready)),
+]

@@ -4,6 +4,7 @@ into an actor (auth.py has the primitives: password hashes, tokens, users)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from books_scraper.api import auth
 from books_scraper.api.config import ApiConfig, api_config
@@ -11,6 +12,8 @@ from books_scraper.api.errors import ApiError
 from books_scraper.api.web import api_route, json_response, read_json
 
 LOGIN_BODY_BYTES = 4096  # the most of a login or refresh body read (a username and password fit)
+
+logger = logging.getLogger(__name__)
 
 
 def jwt_actor(datasette, request) -> dict | None:
@@ -33,6 +36,8 @@ async def login(request, datasette):
     # PBKDF2 takes a fraction of a second of CPU: in a thread, other requests go on meanwhile.
     user = await asyncio.to_thread(auth.find_user, config.users, username, password)
     if user is None:
+        # The user name only, never the password (shown escaped: it is whatever the client sent).
+        logger.warning("failed login for user %s", ascii(username[:100]), extra={"username": username[:100]})
         raise ApiError(401, "wrong username or password", "invalid_credentials")
     refresh_token = auth.issue_token(
         config.jwt_secret, subject=username, roles=user.roles, kind="refresh", ttl=config.refresh_token_ttl

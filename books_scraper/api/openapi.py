@@ -153,6 +153,10 @@ def paths(max_prediction_rows: int) -> dict:
                 "latest_crawl_attempt": _crawl_run("the operations journal's latest attempt, any status"),
             }), "the service is up"),
         ),
+        "/api/v1/ready": _get(
+            "Readiness: 200 once a books database is published and readable, 503 (not_ready) before",
+            _json(_record({"status": STRING, "books": INTEGER}), "the service can answer from published data"),
+        ),
         "/api/v1/books": _book_list("List books", "/api/v1/books"),
         "/api/v1/books/{id}": {
             "get": _operation(

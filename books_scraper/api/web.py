@@ -14,6 +14,7 @@ from datasette.utils.asgi import Response
 from books_scraper.api.config import ACTIONS, api_config
 from books_scraper.api.errors import ApiError
 from books_scraper.api.params import Page
+from books_scraper.web.observability import note_actor
 from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE
 
 API_PREFIX = "/api/v1"
@@ -48,6 +49,7 @@ def api_route(**handlers: Handler) -> Callable:
     allow = ", ".join(methods)
 
     async def view(request, datasette):
+        note_actor(request.actor)  # for the request's log line
         handler = methods.get(request.method)
         try:
             if handler is None:

@@ -9,9 +9,15 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from books_scraper import crawlstats
+from books_scraper.logs import configure_crawl_logging
 
 
 class Command(ScrapyCrawlCommand):
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        # Before Scrapy's first line: with BOOKS_LOG_FORMAT=json every line is JSON (books_scraper/logs.py).
+        configure_crawl_logging(self.settings)
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider name")

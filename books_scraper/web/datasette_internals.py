@@ -7,6 +7,7 @@ books_scraper.web.datasette_errors, or drop no_rich_tracebacks() if Datasette st
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass, field
 
@@ -24,8 +25,8 @@ from datasette.views.table import TableView
 
 __all__ = [
     "AllowDebugView", "AuthTokenView", "DatabaseView", "MessagesDebugView", "QueryInterrupted",
-    "Route", "RowView", "TableView", "allowed_methods", "error_page", "no_rich_tracebacks", "resolve",
-    "urlsafe_components",
+    "Route", "RowView", "TableView", "allowed_methods", "error_page", "matched_route", "no_rich_tracebacks",
+    "resolve", "urlsafe_components",
 ]
 
 _ROUTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Datasette -> its compiled routes
@@ -48,6 +49,20 @@ def resolve(datasette, scope: dict) -> Route | None:
     """The Datasette view class that will answer this request, or None for plugin and static routes.
 
     Mirrors DatasetteRouter: the raw path decides (so `%2F` stays in a name), plugin routes first."""
+    match, view = _match(datasette, scope)
+    view_class = getattr(view, "view_class", None)
+    if match is None or view_class is None or not issubclass(view_class, BaseView):
+        return None
+    return Route(view_class, {k: v for k, v in match.groupdict().items() if v is not None})
+
+
+def matched_route(datasette, scope: dict) -> re.Match | None:
+    """The match of the route, Datasette's or a plugin's, that answers this path; None when none does
+    (the metrics' route label is made from it: books_scraper/web/observability.py)."""
+    return _match(datasette, scope)[0]
+
+
+def _match(datasette, scope: dict) -> tuple[re.Match | None, object]:
     routes = _ROUTES.get(datasette)
     if routes is None:
         routes = _ROUTES[datasette] = datasette._routes()
@@ -55,12 +70,8 @@ def resolve(datasette, scope: dict) -> Route | None:
     try:
         path = raw_path.decode("ascii") if raw_path else scope["path"]
     except UnicodeDecodeError:
-        return None
-    match, view = resolve_routes(routes, path.partition("?")[0])
-    view_class = getattr(view, "view_class", None)
-    if match is None or view_class is None or not issubclass(view_class, BaseView):
-        return None
-    return Route(view_class, {k: v for k, v in match.groupdict().items() if v is not None})
+        return None, None
+    return resolve_routes(routes, path.partition("?")[0])
 
 
 def allowed_methods(view: type) -> tuple[str, ...]:
