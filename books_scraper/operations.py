@@ -1,11 +1,15 @@
 """The operational database: the writable tables beside the read-only books database.
 
 `crawl_runs` here is the operator's journal of every crawl attempt (running, published, failed,
-abandoned); the books database keeps only the runs that built it.
+abandoned); the books database keeps only the runs that built it. `scrape_jobs` holds the crawls
+started from the API or the schedule; `predictions` the models' batches.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlite_utils import Database, Migrations
@@ -106,3 +110,200 @@ def save_predictions(
 
 migrations(name="m003_crawl_runs_removed")(add_crawl_runs_removed)
 migrations(name="m004_crawl_runs_failures")(add_crawl_runs_failures)
+
+
+# --- Scraping jobs: `scrapy crawl books` runs started from the API or the schedule ---------------
+# The crawl process reports its own state here (books_scraper/extensions.py, JobReport); any server
+# process reads, cancels and closes lost jobs (books_scraper/jobs.py). A job never leaves a final
+# status: every update of a live job is conditional on it still being queued or running.
+
+SCRAPE_JOBS = "scrape_jobs"
+QUEUED, RUNNING = "queued", "running"
+SUCCEEDED, JOB_FAILED, CANCELLED = "succeeded", "failed", "cancelled"
+ACTIVE = (QUEUED, RUNNING)
+_LIVE = f"status in ('{QUEUED}', '{RUNNING}')"
+
+
+@migrations()
+def m005_scrape_jobs(db: Database) -> None:
+    db[SCRAPE_JOBS].create(
+        {
+            "id": int,
+            "status": str,  # queued, running, succeeded, failed, cancelled
+            "created_at": str,
+            "started_at": str,
+            "finished_at": str,
+            "trigger": str,  # api or schedule
+            "actor": str,
+            "start_url": str,
+            "pid": int,  # the crawl process, leader of its own process group
+            "crawl_run_id": int,  # its crawl_runs entry
+            "progress": str,  # JSON: books, expected, pages, failed_pages, drops
+            "published": int,
+            "books": int,  # books published
+            "reason": str,  # one line, when failed or cancelled
+            "cancel_requested": int,
+        },
+        pk="id",
+        not_null={"status", "created_at", "trigger", "published", "cancel_requested"},
+        defaults={"published": 0, "cancel_requested": 0},
+    )
+    db[SCRAPE_JOBS].create_index(["status"])
+
+
+class JobRefused(RuntimeError):
+    """No new job: `job_id` is the one in the way."""
+
+    def __init__(self, message: str, job_id: int) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobFinished(RuntimeError):
+    """A job that already ended cannot be cancelled."""
+
+
+@contextmanager
+def immediate(db: Database) -> Iterator[None]:
+    """One write transaction that holds SQLite's write lock from its first read: what it reads stays
+    true until it commits, across every process writing this file."""
+    db.execute("begin immediate")
+    try:
+        yield
+    except BaseException:
+        db.conn.rollback()
+        raise
+    db.conn.commit()
+
+
+def active_jobs(db: Database) -> list[dict]:
+    return list(db.query(f"select * from {SCRAPE_JOBS} where {_LIVE} order by id"))
+
+
+def close_lost_jobs(db: Database, is_lost: Callable[[dict], bool], reason: str) -> list[int]:
+    """Mark the live jobs `is_lost` says no process runs any more: cancelled when a cancel was asked,
+    failed otherwise. Call it inside a transaction or on its own (each update re-checks the status)."""
+    closed = []
+    for job in active_jobs(db):
+        if is_lost(job):
+            status = CANCELLED if job["cancel_requested"] else JOB_FAILED
+            why = "cancelled before the crawl reported" if job["cancel_requested"] else reason
+            if _finish(db, job["id"], {"status": status, "reason": why}):
+                closed.append(job["id"])
+    return closed
+
+
+def queue_job(
+    db: Database,
+    *,
+    trigger: str,
+    actor: str | None,
+    start_url: str,
+    is_lost: Callable[[dict], bool],
+    lost_reason: str,
+    not_since: str | None = None,
+) -> int:
+    """Insert a queued job and return its id, in one write transaction: refused (JobRefused) while
+    another job is queued or running, or, with `not_since`, when a job of this trigger was created
+    at or after that time (another server process's schedule got there first)."""
+    with immediate(db):
+        close_lost_jobs(db, is_lost, lost_reason)
+        active = active_jobs(db)
+        if active:
+            job = active[-1]
+            raise JobRefused(f"job {job['id']} is {job['status']}", job["id"])
+        if not_since is not None:
+            recent = list(db.query(
+                f"select id from {SCRAPE_JOBS} where trigger = ? and created_at >= ?"
+                " order by id desc limit 1", [trigger, not_since],
+            ))
+            if recent:
+                raise JobRefused(f"job {recent[0]['id']} was started since {not_since}", recent[0]["id"])
+        table = db[SCRAPE_JOBS]
+        table.insert({
+            "status": QUEUED, "created_at": utc_now(), "trigger": trigger, "actor": actor,
+            "start_url": start_url, "published": 0, "cancel_requested": 0,
+        })
+        return table.last_pk
+
+
+def _update_live(db: Database, job_id: int, values: dict[str, Any], extra_where: str = "") -> bool:
+    assignments = ", ".join(f"[{name}] = :{name}" for name in values)
+    cursor = db.execute(
+        f"update {SCRAPE_JOBS} set {assignments} where id = :job_id and {_LIVE}{extra_where}",
+        {**values, "job_id": job_id},
+    )
+    return cursor.rowcount > 0
+
+
+def _finish(db: Database, job_id: int, values: dict[str, Any]) -> bool:
+    return _update_live(db, job_id, {**values, "finished_at": utc_now()})
+
+
+def job_process(db: Database, job_id: int, pid: int) -> None:
+    """The server started the job's process."""
+    with db.conn:
+        _update_live(db, job_id, {"pid": pid}, " and pid is null")
+
+
+def job_started(db: Database, job_id: int, pid: int, start_url: str) -> None:
+    """The crawl process opened its spider."""
+    with db.conn:
+        _update_live(db, job_id, {"status": RUNNING, "started_at": utc_now(), "pid": pid, "start_url": start_url})
+
+
+def job_progress(db: Database, job_id: int, progress: dict[str, Any], crawl_run_id: int | None) -> None:
+    with db.conn:
+        _update_live(db, job_id, {"progress": json.dumps(progress), "crawl_run_id": crawl_run_id})
+
+
+def job_ended(
+    db: Database,
+    job_id: int,
+    *,
+    published: bool,
+    books: int | None,
+    reason: str | None,
+    progress: dict[str, Any],
+    crawl_run_id: int | None,
+) -> str:
+    """The crawl process's final word; returns the status: succeeded when it published, else
+    cancelled when a cancel was asked, else failed."""
+    with db.conn:
+        cancelled = bool(db.execute(
+            f"select cancel_requested from {SCRAPE_JOBS} where id = ?", [job_id]
+        ).fetchone()[0])
+        status = SUCCEEDED if published else CANCELLED if cancelled else JOB_FAILED
+        if status == CANCELLED:
+            reason = "cancelled on request; the published database was left as it was"
+        _finish(db, job_id, {
+            "status": status, "published": int(published), "books": books,
+            "reason": None if published else reason, "progress": json.dumps(progress),
+            "crawl_run_id": crawl_run_id,
+        })
+    return status
+
+
+def fail_job(db: Database, job_id: int, reason: str) -> None:
+    with db.conn:
+        _finish(db, job_id, {"status": JOB_FAILED, "reason": reason})
+
+
+def request_cancel(db: Database, job_id: int) -> dict | None:
+    """Flag a live job for cancelling and return it as it was before (None: no such job); a job
+    that already ended raises JobFinished."""
+    with immediate(db):
+        rows = list(db.query(f"select * from {SCRAPE_JOBS} where id = ?", [job_id]))
+        if not rows:
+            return None
+        job = rows[0]
+        if job["status"] not in ACTIVE:
+            raise JobFinished(f"job {job_id} already ended: {job['status']}")
+        _update_live(db, job_id, {"cancel_requested": 1})
+        return job
+
+
+def cancel_job(db: Database, job_id: int, reason: str) -> None:
+    """Close a job no process will report on (it never started, or its process is gone)."""
+    with db.conn:
+        _finish(db, job_id, {"status": CANCELLED, "reason": reason})

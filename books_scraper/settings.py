@@ -19,6 +19,9 @@ BOOKS_ALLOW_SHRINK = os.environ.get("BOOKS_ALLOW_SHRINK", "0")
 BOOKS_WRITE_BATCH = 200
 BOOKS_PROGRESS_EVERY_BOOKS = 100
 BOOKS_PROGRESS_EVERY_SECONDS = 10
+# Set by a scraping job (books_scraper/jobs.py) with -s: the crawl reports to that row of scrape_jobs.
+BOOKS_JOB_ID = 0
+BOOKS_JOB_REPORT_SECONDS = 2
 # Logs: text for a person at a terminal, json for a log collector (books_scraper/logs.py).
 BOOKS_LOG_FORMAT = os.environ.get("BOOKS_LOG_FORMAT", "text")
 
@@ -72,6 +75,7 @@ ITEM_PIPELINES = {
 EXTENSIONS = {
     "books_scraper.extensions.ProgressLog": 500,
     "books_scraper.publication.Publication": 600,
+    "books_scraper.extensions.JobReport": 700,  # after Publication: reads its outcome at close
     "scrapy.extensions.remote_control.RemoteControl": None,
     "scrapy.extensions.telnet.TelnetConsole": None,
 }

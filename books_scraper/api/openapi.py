@@ -125,6 +125,62 @@ def _token_request(summary: str, body: dict, ok: dict) -> dict:
     )}
 
 
+JOB_ID = [{
+    "name": "id", "in": "path", "required": True,
+    "schema": {"type": "integer", "format": "int64", "minimum": 0, "maximum": 10**18 - 1},
+}]
+
+
+def _start_job(summary: str) -> dict:
+    job = _json(_ref("ScrapeJob"), "the job, queued; follow Location for its progress")
+    job["headers"] = {"Location": {"description": "the job's URL", "schema": STRING}}
+    return _operation(
+        summary, {"202": job}, errors=(401, 403, 409, 503), security=BEARER,
+        description="Starts `scrapy crawl books` as its own process, with the same safe publication. "
+        "409 (job_running, details.job_id) while a job is queued or running; 503 when the operations "
+        "database is not served or is read-only. Needs the books-api-crawl permission (role admin).",
+    )
+
+
+def _scraping_paths() -> dict:
+    """/api/v1/scraping/*: every operation needs the books-api-crawl permission."""
+    one_job = _json(_ref("ScrapeJob"), "the job")
+    return {
+        "/api/v1/scraping/jobs": {
+            "get": _operation(
+                "Scraping jobs, newest first", {"200": _json(_page_of("jobs", _ref("ScrapeJob")), "a page of jobs")},
+                "/api/v1/scraping/jobs", errors=(400, 401, 403, 503), security=BEARER,
+            ),
+            "post": _start_job("Start a crawl in the background"),
+        },
+        "/api/v1/scraping/jobs/{id}": {
+            "get": _operation(
+                "One scraping job: status, times, progress, outcome", {"200": one_job},
+                errors=(401, 403, 404, 503), security=BEARER, parameters=JOB_ID,
+            ),
+            "delete": _operation(
+                "Cancel a queued or running job",
+                {"200": _json(_ref("ScrapeJob"), "the job, cancelled (its crawl had not started or was gone)"),
+                 "202": _json(_ref("ScrapeJob"), "the job, stopping: its crawl reports cancelled when it has")},
+                errors=(401, 403, 404, 409, 503), security=BEARER, parameters=JOB_ID,
+                description="The crawl stops gracefully and the published database is left as it was. "
+                "409 (job_finished) for a job that already ended.",
+            ),
+        },
+        "/api/v1/scraping/trigger": {
+            "post": _start_job("Start a crawl: the same as POST /api/v1/scraping/jobs (the challenge's name)"),
+        },
+        "/api/v1/scraping/status": {
+            "get": _operation(
+                "The latest scraping job: the same as GET /api/v1/scraping/jobs/{id} of the newest job "
+                "(the challenge's name)",
+                {"200": one_job}, errors=(401, 403, 404, 503), security=BEARER,
+                description="404 (no_jobs) before the first job.",
+            ),
+        },
+    }
+
+
 def paths(max_prediction_rows: int) -> dict:
     prediction_post = _operation(
         "Store a batch of predicted ratings (role ml or admin)",
@@ -223,6 +279,7 @@ def paths(max_prediction_rows: int) -> dict:
             _json(_ref("Tokens"), "a new access token"),
         ),
         "/api/v1/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3"), errors=()),
+        **_scraping_paths(),
     }
 
 
@@ -279,6 +336,24 @@ def schemas() -> dict:
         "ModelSummary": _record({
             "model": STRING, "predictions": INTEGER, "batches": INTEGER, "evaluated": INTEGER,
             "mae": nullable_number, "rmse": nullable_number, "last_prediction_at": STRING,
+        }),
+        "ScrapeJob": _record({
+            "id": INTEGER, "url": STRING,
+            "status": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "trigger": {"type": "string", "enum": ["api", "schedule"]}, "actor": NULLABLE_STRING,
+            "created_at": STRING, "started_at": NULLABLE_STRING, "finished_at": NULLABLE_STRING,
+            "start_url": NULLABLE_STRING, "crawl_run_id": nullable_integer,
+            "progress": {
+                **_record({
+                    "books": INTEGER, "expected": nullable_integer, "pages": INTEGER,
+                    "failed_pages": {"type": "object", "additionalProperties": INTEGER},
+                    "drops": {"type": "object", "additionalProperties": INTEGER},
+                }),
+                "nullable": True, "description": "null until the crawl's first report",
+            },
+            "published": {"type": "boolean"}, "books": {**nullable_integer, "description": "books published"},
+            "reason": {**NULLABLE_STRING, "description": "why it failed or was cancelled, one line"},
+            "cancel_requested": {"type": "boolean"},
         }),
         "Tokens": _record({
             "access_token": STRING, "refresh_token": STRING, "token_type": STRING,

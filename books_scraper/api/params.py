@@ -274,6 +274,7 @@ QUERIES: dict[str, Query] = {
         )
     ),
     "/api/v1/ml/predictions/summary": Query((text("model", "one model only", pattern=MODEL_PATTERN),)),
+    "/api/v1/scraping/jobs": Query(page(20)),
 }
 
 
