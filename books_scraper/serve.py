@@ -1,9 +1,10 @@
 """Serve the books with Datasette: `python -m books_scraper.serve [--host H] [--port P]`.
 
 Serve the books with Datasette and the /api/v1 REST API. Crawls first when there is no books
-database yet, creates the writable operations database when it is missing, then replaces itself
-with `datasette serve`: the books database immutable, the operations database mutable, metadata.yml
-and plugins/ from the project root.
+database yet, creates the writable operations database when it is missing, then serves them as
+`datasette serve` would (the books database immutable, the operations database mutable,
+metadata.yml and plugins/ from the project root) and serves each newly published books database
+without a restart.
 """
 
 from __future__ import annotations
@@ -27,23 +28,11 @@ from books_scraper.web.served_metadata import (
     API_PLUGIN, BOOKS_DATABASE, METADATA, OPERATIONS_DATABASE, PROJECT, auth_summary, load_metadata,
     resolve_env, served_metadata,
 )
+from books_scraper.web.supervisor import Supervisor, bind
+from books_scraper.web.worker import PLUGINS, PUBLIC_SETTINGS
 
-PLUGINS = PROJECT / "plugins"
 # What Datasette is given: metadata.yml less the static tokens whose secret is unset.
 SERVED_METADATA = ".served-metadata.json"
-
-# A public, read-only service (docs/publication.md says why each one).
-PUBLIC_SETTINGS: dict[str, object] = {
-    "sql_time_limit_ms": 2000,
-    "max_returned_rows": 1000,
-    "allow_csv_stream": True,
-    "max_csv_mb": 50,
-    "default_cache_ttl": 60,
-    "truncate_cells_html": 120,
-    "facet_time_limit_ms": 500,
-    "default_allow_sql": True,
-    "allow_download": True,
-}
 
 logger = logging.getLogger(__name__)
 
@@ -81,17 +70,22 @@ def parse_args(argv: Sequence[str] | None = None, environ: Mapping[str, str] = o
     return args
 
 
-def port_problem(host: str, port: int) -> str | None:
-    """Why the server could not listen there, checked before anything is crawled or started."""
+def listen(host: str, port: int) -> tuple[socket.socket | None, str | None]:
+    """The listening socket, or why the server cannot listen there."""
     try:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-            probe.bind((host, port))
+        return bind(host, port), None
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            return f"port {port} on {host} is already in use: stop what runs there or pass --port"
-        return f"cannot listen on {host}:{port}: {error.strerror or error}"
-    return None
+            return None, f"port {port} on {host} is already in use: stop what runs there or pass --port"
+        return None, f"cannot listen on {host}:{port}: {error.strerror or error}"
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen there, checked before anything is crawled or started."""
+    listener, problem = listen(host, port)
+    if listener:
+        listener.close()
+    return problem
 
 
 def config_problem(metadata: dict, environ: Mapping[str, str]) -> str | None:
@@ -126,7 +120,8 @@ def write_served_metadata(directory: Path, environ: Mapping[str, str], metadata:
 def datasette_command(
     books_db: Path, operations_db: Path, host: str, port: int, metadata: Path = METADATA
 ) -> list[str]:
-    """The plain `datasette serve` invocation for this publication."""
+    """The plain `datasette serve` equivalent of this publication (it serves the books file open at
+    its start until restarted)."""
     command = [sys.executable, "-m", "datasette", "serve", "-i", str(books_db), str(operations_db)]
     command += ["--metadata", str(metadata), "--plugins-dir", str(PLUGINS)]
     command += ["--host", host, "--port", str(port)]
@@ -156,9 +151,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for line in auth_summary(os.environ, metadata):
         logger.info("auth: %s", line)
     served = write_served_metadata(args.operations_db.parent, os.environ, metadata)
-    command = datasette_command(args.books_db, args.operations_db, args.host, args.port, served)
+    listener, problem = listen(args.host, args.port)  # again: the first crawl may have been long
+    if problem:
+        sys.exit(f"serve: {problem}")
     logger.info("serving on http://%s:%s/", args.host, args.port)
-    os.execv(command[0], command)
+    sys.exit(Supervisor(listener, args.books_db, args.operations_db, served).run())
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The publication as it is served: in-process Datasette for client tests, the real server process."""
+"""The publication as it is served: in-process Datasette for client tests, the real server process
+(a supervisor and its worker processes)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,40 @@ from pathlib import Path
 from datasette.app import Datasette
 from support import PROJECT
 
-from books_scraper.serve import PLUGINS, PUBLIC_SETTINGS
 from books_scraper.web.served_metadata import load_metadata, served_metadata
+from books_scraper.web.worker import build_datasette
 
 
 def publication(books_db: Path, operations_db: Path, **settings: object) -> Datasette:
-    """The same Datasette `python -m books_scraper.serve` runs, in process (settings override)."""
-    return Datasette(
-        files=[str(operations_db)],
-        immutables=[str(books_db)],
-        metadata=served_metadata(os.environ),
-        plugins_dir=str(PLUGINS),
-        settings={**PUBLIC_SETTINGS, **settings},
-    )
+    """The same Datasette each worker of `python -m books_scraper.serve` runs, in process (settings override)."""
+    return build_datasette(books_db, operations_db, served_metadata(os.environ), **settings)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    """The live processes whose parent is `pid`, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 class ServeProcess:
@@ -73,6 +89,10 @@ class ServeProcess:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.2)
         raise RuntimeError(f"serve did not answer within {self.startup}s:\n{self.output()}")
+
+    def workers(self) -> list[int]:
+        """The process ids of the server's workers (the supervisor's children)."""
+        return children(self.process.pid)
 
     def output(self) -> str:
         if not self.log_file.closed:

@@ -1,0 +1,149 @@
+"""One server process: Datasette over one published books file, answering on a socket it is handed.
+
+`python -m books_scraper.web.worker --fd N --ready-fd M --parent PID --books-db ... --operations-db ...
+--metadata ...` is what books_scraper/web/supervisor.py starts, one per published books file. The
+books file it is given is a link that always names the same published version, so every connection
+the worker opens, in whichever thread, reads the same data. It listens on the supervisor's socket
+(shared with the worker it replaces), says on the ready pipe when it accepts, and on SIGTERM stops
+accepting, finishes what it has begun and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import uvicorn
+from datasette.app import Datasette
+
+from books_scraper.logs import configure_process_logging
+from books_scraper.web.served_metadata import BOOKS_DATABASE, PROJECT
+
+PLUGINS = PROJECT / "plugins"
+
+# A public, read-only service (docs/publication.md says why each one).
+PUBLIC_SETTINGS: dict[str, object] = {
+    "sql_time_limit_ms": 2000,
+    "max_returned_rows": 1000,
+    "allow_csv_stream": True,
+    "max_csv_mb": 50,
+    "default_cache_ttl": 60,
+    "truncate_cells_html": 120,
+    "facet_time_limit_ms": 500,
+    "default_allow_sql": True,
+    "allow_download": True,
+}
+
+# Seconds a stopping worker lets the requests it has begun finish (queries stop after 2 s).
+GRACEFUL_SECONDS = 5
+# Seconds between no longer accepting and closing idle connections: a connection accepted just
+# before has its request read and answered instead of being closed unanswered.
+DRAIN_SECONDS = 0.5
+PR_SET_PDEATHSIG = 1
+
+
+def build_datasette(
+    books_db: Path, operations_db: Path, metadata: dict, secret: str | None = None, **settings: object
+) -> Datasette:
+    """The publication: the books database immutable, the operations database mutable."""
+    return Datasette(
+        files=[str(operations_db)],
+        immutables=[str(books_db)],
+        metadata=metadata,
+        plugins_dir=str(PLUGINS),
+        settings={**PUBLIC_SETTINGS, **settings},
+        secret=secret,
+    )
+
+
+async def publication_facts(ds: Datasette) -> dict:
+    """What this worker serves, read through Datasette: its book count and the run that published it."""
+    db = ds.get_database(BOOKS_DATABASE)
+    facts = {"books": (await db.execute("select count(*) from books")).first()[0]}
+    if await db.table_exists("crawl_runs"):
+        run = (await db.execute(
+            "select id, finished_at from crawl_runs where status = 'published' order by id desc limit 1"
+        )).first()
+        if run:
+            facts.update(run_id=run["id"], published_at=run["finished_at"])
+    return facts
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server that tells when it accepts, and drains before it closes connections."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started:
+            self.on_ready()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # the asyncio servers startup() made: stop accepting first
+            server.close()
+        await asyncio.sleep(DRAIN_SECONDS)
+        await super().shutdown(sockets=sockets)
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGTERM this process when the supervisor dies, even by SIGKILL (Linux), so none is orphaned."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the supervisor still stops its workers whenever it stops normally
+    if os.getppid() != parent:
+        sys.exit("worker: the supervisor is gone")
+
+
+def report_ready(ready_fd: int, facts: dict) -> None:
+    os.write(ready_fd, (json.dumps({"pid": os.getpid(), **facts}) + "\n").encode())
+    os.close(ready_fd)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    metadata = json.loads(args.metadata.read_text(encoding="utf-8"))
+    # One secret for every worker (from the supervisor): signed cookies and CSRF tokens survive a reload.
+    ds = build_datasette(args.books_db, args.operations_db, metadata, os.environ.get("DATASETTE_SECRET"))
+    await ds.invoke_startup()
+    facts = await publication_facts(ds)  # also opens the database before the first request
+    config = uvicorn.Config(
+        ds.app(), lifespan="on", log_level="info", timeout_graceful_shutdown=GRACEFUL_SECONDS
+    )
+    listener = socket.socket(fileno=args.fd)
+    await Server(config, lambda: report_ready(args.ready_fd, facts)).serve(sockets=[listener])
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m books_scraper.web.worker", description=__doc__)
+    parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
+    parser.add_argument("--ready-fd", type=int, required=True, help="a pipe to write one JSON line to when ready")
+    parser.add_argument("--parent", type=int, required=True, help="the supervisor's process id")
+    parser.add_argument("--books-db", type=Path, required=True)
+    parser.add_argument("--operations-db", type=Path, required=True)
+    parser.add_argument("--metadata", type=Path, required=True, help="the served metadata, JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    configure_process_logging(os.environ)  # as the supervisor's; the startup hook takes over from it
+    args = parse_args(argv)
+    die_with_parent(args.parent)
+    try:
+        asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        pass  # Ctrl-C at a terminal reaches every worker too: uvicorn has already stopped gracefully
+
+
+if __name__ == "__main__":
+    main()
