@@ -8,12 +8,14 @@ for a plain `datasette serve`.
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import click
+import limits
 
 from books_scraper.web.served_metadata import API_PLUGIN
 
@@ -22,6 +24,16 @@ from books_scraper.web.served_metadata import API_PLUGIN
 ACTIONS = ("books-api-predict", "books-api-crawl", "books-api-metrics")
 POSITIVE_INTEGERS = ("access_token_ttl", "refresh_token_ttl", "max_prediction_rows", "max_body_bytes")
 USER_KEYS = ("username", "password_hash", "roles")
+# Rate limits in the `limits` library's notation ("10/minute", "5/minute;100/hour"); used by protection.py.
+RATE_LIMITS = {
+    "login_per_address": "10/minute",  # POST /api/v1/auth/login, per client address
+    "login_per_username": "5/minute",  # POST /api/v1/auth/login, per username in the body
+    "refresh_per_address": "30/minute",  # POST /api/v1/auth/refresh, per client address
+    "scraping_jobs_per_actor": "10/minute",  # POST /api/v1/scraping/jobs and /trigger, per actor or address
+}
+CORS_KEYS = ("origins",)
+ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?", re.IGNORECASE)
+
 
 
 class ConfigError(click.ClickException):
@@ -48,9 +60,14 @@ class ApiConfig:
     max_body_bytes: int = 2_000_000
     # action -> Datasette allow block; an action with none is allowed to no one
     permissions: Mapping[str, Any] = field(default_factory=dict)
+    # key of RATE_LIMITS -> its limits (all must allow a request)
+    rate_limits: Mapping[str, tuple[limits.RateLimitItem, ...]] = field(
+        default_factory=lambda: _rate_limits({})
+    )
+    cors_origins: frozenset[str] = frozenset()  # lowercased origins, or "*"; empty: CORS off
 
 
-KEYS = tuple(f.name for f in fields(ApiConfig))
+KEYS = tuple(f.name for f in fields(ApiConfig) if f.name != "cors_origins") + ("cors",)
 
 
 def parse_config(raw: Any) -> ApiConfig:
@@ -70,6 +87,10 @@ def parse_config(raw: Any) -> ApiConfig:
         values["users"] = _users(values["users"])
     if "permissions" in values:
         values["permissions"] = _permissions(values["permissions"])
+    if "rate_limits" in values:
+        values["rate_limits"] = _rate_limits(values["rate_limits"])
+    if "cors" in values:
+        values["cors_origins"] = _cors_origins(values.pop("cors"))
     return ApiConfig(**values)
 
 
@@ -114,6 +135,39 @@ def _permissions(raw: Any) -> dict[str, Any]:
         if not isinstance(allow, (Mapping, bool)):
             raise ConfigError(f"permissions.{action} must be an allow block such as {{roles: [admin]}}")
     return dict(raw)
+
+
+def _rate_limits(raw: Any) -> dict[str, tuple[limits.RateLimitItem, ...]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("rate_limits must map each limit to a rate such as 10/minute")
+    _no_unknown_keys(raw, tuple(RATE_LIMITS), "rate_limits.")
+    parsed = {}
+    for key, default in RATE_LIMITS.items():
+        text = raw.get(key, default)
+        try:
+            items = tuple(limits.parse_many(text)) if isinstance(text, str) else ()
+        except ValueError:
+            items = ()
+        if not items or any(item.amount < 1 for item in items):
+            raise ConfigError(f"rate_limits.{key} must be a rate such as 10/minute or 5/minute;100/hour")
+        parsed[key] = items
+    return parsed
+
+
+def _cors_origins(raw: Any) -> frozenset[str]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("cors must be a mapping such as {origins: [https://example.org]}")
+    _no_unknown_keys(raw, CORS_KEYS, "cors.")
+    origins = raw.get("origins") or []
+    if not isinstance(origins, list):
+        raise ConfigError("cors.origins must be a list of origins")
+    for index, origin in enumerate(origins):
+        if origin != "*" and not (isinstance(origin, str) and ORIGIN.fullmatch(origin)):
+            raise ConfigError(
+                f"cors.origins[{index}] must be \"*\" or an origin such as https://example.org:8443 "
+                "(scheme, host, optional port; no path)"
+            )
+    return frozenset(origin.lower() for origin in origins)
 
 
 # One validated configuration per Datasette instance (tests build many, each with its own metadata).

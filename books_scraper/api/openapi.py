@@ -8,6 +8,7 @@ from books_scraper.api.config import api_config
 from books_scraper.api.login import LOGIN_BODY_BYTES
 from books_scraper.api.params import MODEL_PATTERN, QUERIES
 from books_scraper.api.predictions import DEFAULT_MODEL, MAX_RATING, MIN_RATING
+from books_scraper.api.protection import ALLOWED_HEADERS, LIMITED
 from books_scraper.api.web import api_route, json_response
 
 NUMBER = {"type": "number"}
@@ -362,6 +363,51 @@ def schemas() -> dict:
     }
 
 
+def _header(description: str) -> dict:
+    return {"description": description, "schema": STRING}
+
+
+def _preflight(item: dict) -> dict:
+    """OPTIONS on every path: 204 with Allow, and the CORS headers when the Origin is allowed."""
+    methods = [method.upper() for method in item]
+    methods += ["HEAD"] if "GET" in methods else []
+    operation = _operation(
+        "CORS preflight: the methods this path answers",
+        {"204": {"description": "no content", "headers": {
+            "Allow": _header(f"the methods this path answers: {', '.join([*methods, 'OPTIONS'])}"),
+            "Access-Control-Allow-Origin": _header("the Origin, when cors.origins allows it"),
+            "Access-Control-Allow-Methods": _header("the methods the Origin may use"),
+            "Access-Control-Allow-Headers": _header(ALLOWED_HEADERS),
+            "Access-Control-Max-Age": _header("seconds a browser may keep this answer"),
+        }}},
+        description="Answered on every path. Only an Origin that metadata.yml's cors.origins allows gets "
+        "the Access-Control-Allow-* headers; any other gets none, so the browser refuses the request.",
+        parameters=[
+            {"name": "Origin", "in": "header", "required": False, "schema": STRING},
+            {"name": "Access-Control-Request-Method", "in": "header", "required": False, "schema": STRING},
+            {"name": "Access-Control-Request-Headers", "in": "header", "required": False, "schema": STRING},
+        ],
+    )
+    del operation["responses"]["405"]  # OPTIONS is answered on every path
+    in_path = [
+        parameter for parameter in next(iter(item.values())).get("parameters", []) if parameter["in"] == "path"
+    ]
+    if in_path:  # the same path variables; a value the route does not match is a 404
+        operation["parameters"] = in_path + operation["parameters"]
+        operation["responses"].update(_errors(404))
+    return operation
+
+
+def _protected(document_paths: dict) -> dict:
+    """Every path answers OPTIONS; every rate-limited operation (protection.LIMITED) may answer 429."""
+    for path, item in document_paths.items():
+        for (method, limited_path) in LIMITED:
+            if limited_path == path and method.lower() in item:
+                item[method.lower()]["responses"]["429"] = {"$ref": "#/components/responses/RateLimited"}
+        item["options"] = _preflight(item)
+    return document_paths
+
+
 def openapi_document(server_url: str, max_prediction_rows: int) -> dict:
     return {
         "openapi": "3.0.3",
@@ -372,7 +418,7 @@ def openapi_document(server_url: str, max_prediction_rows: int) -> dict:
             "Every error is {ok: false, status, error, error_code}.",
         },
         "servers": [{"url": server_url}],
-        "paths": paths(max_prediction_rows),
+        "paths": _protected(paths(max_prediction_rows)),
         "components": {
             "schemas": schemas(),
             "responses": {
@@ -380,6 +426,14 @@ def openapi_document(server_url: str, max_prediction_rows: int) -> dict:
                 "MalformedAuthorization": _json(
                     _ref("Error"), "an Authorization header no token can match (not a printable ASCII Bearer token)"
                 ),
+                "RateLimited": {
+                    **_json(_ref("Error"), "too many requests (error_code rate_limited); limits: metadata.yml's "
+                            "books-api rate_limits"),
+                    "headers": {"Retry-After": {
+                        "description": "seconds until a request is allowed again", "required": True,
+                        "schema": {"type": "integer", "minimum": 1},
+                    }},
+                },
                 "MethodNotAllowed": {
                     **_json(_ref("Error"), "a method this path does not answer"),
                     "headers": {"Allow": {"description": "the methods it does answer", "schema": STRING}},

@@ -41,7 +41,8 @@ def error_response(error: ApiError) -> Response:
 def api_route(**handlers: Handler) -> Callable:
     """One view per path: dispatch on the method, 405 for the others, ApiError -> envelope.
 
-    HEAD is answered wherever GET is, by the GET handler: the server sends its headers, not its body."""
+    HEAD is answered wherever GET is, by the GET handler: the server sends its headers, not its body.
+    OPTIONS is 204 with Allow everywhere (a CORS preflight; protection.py adds the CORS headers)."""
     declared = tuple(method.upper() for method in handlers)
     methods = {method.upper(): handler for method, handler in handlers.items()}
     if "GET" in methods:
@@ -51,6 +52,8 @@ def api_route(**handlers: Handler) -> Callable:
     async def view(request, datasette):
         note_actor(request.actor)  # for the request's log line
         handler = methods.get(request.method)
+        if request.method == "OPTIONS":
+            return Response("", status=204, headers={"Allow": f"{allow}, OPTIONS"})
         try:
             if handler is None:
                 raise ApiError(
