@@ -35,7 +35,6 @@ CORS_KEYS = ("origins",)
 ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?", re.IGNORECASE)
 
 
-
 class ConfigError(click.ClickException):
     """A bad `books-api` block; as a ClickException, `datasette serve` prints it as one line and exits 1."""
 
