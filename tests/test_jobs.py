@@ -154,6 +154,22 @@ async def test_a_triggered_job_reports_progress_then_publishes_the_new_catalogue
     assert (await ds.client.get("/api/v1/scraping/status", headers=ADMIN)).json() == done
 
 
+async def test_a_server_on_a_pinned_link_has_its_jobs_publish_the_real_file(published, site, monkeypatch):
+    """A live-reload worker serves a hard link to one version; BOOKS_DB_PATH names the published file."""
+    pinned = published.path.parent / ".books.db.served-1" / "books.db"
+    pinned.parent.mkdir()
+    os.link(published.path, pinned)
+    monkeypatch.setenv("BOOKS_DB_PATH", str(published.path))
+    monkeypatch.setenv("BOOKS_OPS_DB_PATH", str(published.operations_path))
+    worker = make_datasette(PublishedDatabase(pinned, published.operations_path, published.source))
+    before = pinned.read_bytes()
+    done = await wait_for(worker, (await start(worker))["id"], ended)
+    assert done["status"] == "succeeded", done
+    assert pinned.read_bytes() == before and not pinned.samefile(published.path)
+    assert query(published.path, "select count(*) as n from crawl_runs where status = 'published'")[0]["n"] == 2
+    assert not staging_path(pinned).exists() and not pinned.with_name(".books.db.lock").exists()
+
+
 async def test_a_second_trigger_while_a_job_runs_is_409_naming_it(ds, published, site):
     site.server.delay = 0.5
     first = await start(ds)

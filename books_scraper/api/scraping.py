@@ -115,6 +115,14 @@ def _writable_jobs_db(datasette):
     return ops
 
 
+def published_files(datasette, ops, environ=os.environ) -> tuple[Path, Path]:
+    """The books file a job publishes and the operations file it reports to: BOOKS_DB_PATH and
+    BOOKS_OPS_DB_PATH when the server has them (a live-reload worker serves a pinned link to one
+    version, not the published file: books_scraper/web/supervisor.py), else the files served."""
+    books_db = environ.get("BOOKS_DB_PATH") or books_database(datasette).path
+    return Path(books_db), Path(environ.get("BOOKS_OPS_DB_PATH") or ops.path)
+
+
 async def start_job(datasette, trigger: str, actor: str | None, not_since: str | None = None) -> dict:
     """Queue a job (operations.JobRefused while one is queued or running), start its crawl, return it."""
     ops = _writable_jobs_db(datasette)
@@ -123,7 +131,7 @@ async def start_job(datasette, trigger: str, actor: str | None, not_since: str |
             503, f"the {ops.name!r} database has no {operations.SCRAPE_JOBS} table: migrate it first "
             "(python -m books_scraper.serve does)", "database_unavailable",
         )
-    books_db, ops_db = Path(books_database(datasette).path), Path(ops.path)
+    books_db, ops_db = published_files(datasette, ops)
     job_id = await ops.execute_write_fn(lambda conn: jobs.queue(Database(conn), trigger, actor, not_since))
     try:
         pid = jobs.start_process(job_id, books_db, ops_db)
