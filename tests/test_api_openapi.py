@@ -30,7 +30,7 @@ def registered_api_routes(datasette) -> set[tuple[str, str]]:
     for plugin_routes in pm.hook.register_routes(datasette=datasette):
         for pattern, view in plugin_routes or []:
             pattern = pattern if isinstance(pattern, str) else pattern.pattern
-            if pattern.startswith("^/api/v1"):
+            if pattern.startswith("^/api/v1") and getattr(view, "documented", True):
                 routes |= {(route_template(pattern), method.lower()) for method in view.methods}
     return routes
 
@@ -59,12 +59,14 @@ async def test_openapi_lists_every_registered_route_and_no_other(api):
 
 
 async def described_gets(ds, book_id: int) -> list[tuple[str, dict]]:
-    """(URL, 200 JSON schema) of every described public GET, the schema carrying the document's
-    components (the protected ones, /api/v1/scraping/*, answer a real job in tests/test_jobs.py)."""
+    """(URL, 200 JSON schema) of every described public GET answering JSON, the schema carrying the
+    document's components (the protected ones, /api/v1/scraping/*, answer a real job in
+    tests/test_jobs.py; the HTML reference page is tests/test_api_reference.py's)."""
     document = (await ds.client.get("/api/v1/openapi.json")).json()
     gets = []
     for path, item in document["paths"].items():
-        if "get" in item and "security" not in item["get"]:
+        answers = item.get("get", {}).get("responses", {}).get("200", {}).get("content", {})
+        if "application/json" in answers and "security" not in item["get"]:
             url = path.replace("{id}", str(book_id)) + EXAMPLE_QUERIES.get(path, "")
             schema = item["get"]["responses"]["200"]["content"]["application/json"]["schema"]
             gets.append((url, {**schema, "components": document["components"]}))

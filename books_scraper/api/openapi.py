@@ -280,6 +280,18 @@ def paths(max_prediction_rows: int) -> dict:
             _json(_ref("Tokens"), "a new access token"),
         ),
         "/api/v1/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3"), errors=()),
+        "/api/v1": _get(
+            "This API's index: where its reference, this document and its health are",
+            _json(_record({"name": STRING, "version": STRING, "docs": STRING, "openapi": STRING,
+                           "health": STRING}), "links"),
+            errors=(),
+        ),
+        "/api/v1/docs": _get(
+            "This document as a page to browse and try (Swagger UI; its scripts and styles come from"
+            " /api/v1/docs/init.js and /api/v1/docs/assets/)",
+            {"description": "the page", "content": {"text/html": {"schema": STRING}}},
+            errors=(),
+        ),
         **_scraping_paths(),
     }
 
