@@ -78,10 +78,29 @@ def configure_process_logging(environ: Mapping[str, str], level: str | None = No
     return handler
 
 
+# Loggers whose errors are expected network failures (robots.txt unreachable: refused, no such host,
+# timed out), logged by Scrapy with a traceback: one line each at ERROR, the traceback at DEBUG only.
+NETWORK_FAILURE_LOGGERS = ("scrapy.downloadermiddlewares.robotstxt",)
+
+
+class TracebackAtDebugOnly(logging.Filter):
+    def __init__(self, show_tracebacks: bool) -> None:
+        super().__init__()
+        self.show_tracebacks = show_tracebacks
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not self.show_tracebacks:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure_crawl_logging(settings) -> None:
     """For `scrapy crawl`, before Scrapy installs its root handler: with BOOKS_LOG_FORMAT=json (setting
     or environment) every line is JSON, and a job's crawl (BOOKS_JOB_ID) carries `job_id` in every
     line in either format. Plain text crawls outside a job keep Scrapy's own handler."""
+    debug = str(settings.get("LOG_LEVEL")).upper() == "DEBUG"
+    for name in NETWORK_FAILURE_LOGGERS:
+        logging.getLogger(name).addFilter(TracebackAtDebugOnly(show_tracebacks=debug))
     kind = log_format(settings.get(FORMAT_VARIABLE))
     job_id = settings.get("BOOKS_JOB_ID")
     static_fields = {"job_id": int(job_id) if str(job_id).isdigit() else job_id} if job_id not in (None, "", 0, "0") else {}

@@ -129,12 +129,16 @@ class Publication:
         if unwritten:
             error = self.stats.get_value(crawlstats.BOOKS_WRITE_ERROR)
             return f"{unwritten} books could not be written ({error})"
-        return publish.sanity_problem(
+        problem = publish.sanity_problem(
             reason,
             self.stats.get_value(crawlstats.BOOKS_STORED, 0),
             publish.published_book_count(self.published),
             self.allow_shrink,
         )
+        failures = crawlstats.by_reason(self.stats.get_stats(), crawlstats.FAILED_PREFIX)
+        if problem == publish.NO_BOOKS and failures:
+            return no_books_reason(failures)
+        return problem
 
     def run_record(self, reason: str, problem: str | None) -> dict[str, Any]:
         stats = self.stats.get_stats()
@@ -199,3 +203,16 @@ class Publication:
         self.stats.set_value(crawlstats.PUBLISH_STATUS, crawlstats.FAILED)
         self.stats.set_value(crawlstats.PUBLISH_REASON, problem)
         logger.error("Not published, %s left untouched: %s", self.published, problem)
+
+
+def no_books_reason(failures: dict[str, int]) -> str:
+    """Why a crawl found no books, when pages failed: the causes and what to do, in one line
+    ('crawl scraped no books: 1 page failed (connection refused: 1); check ...')."""
+    pages = sum(failures.values())
+    causes = ", ".join(
+        f"{reason}: {count}" for reason, count in sorted(failures.items(), key=lambda item: -item[1])
+    )
+    return (
+        f"{publish.NO_BOOKS}: {pages} page{'s' if pages != 1 else ''} failed ({causes}); check the network and "
+        "the site, or set BOOKS_START_URL to a local copy of the site (README: Crawling a local copy)"
+    )

@@ -62,6 +62,9 @@ def published_book_count(published: Path) -> int:
         conn.close()
 
 
+NO_BOOKS = "crawl scraped no books"
+
+
 def sanity_problem(
     finish_reason: str, books_this_run: int, books_published: int, allow_shrink: bool
 ) -> str | None:
@@ -69,7 +72,7 @@ def sanity_problem(
     if finish_reason != "finished":
         return f"crawl did not finish normally (reason: {finish_reason})"
     if books_this_run < 1:
-        return "crawl scraped no books"
+        return NO_BOOKS
     if not allow_shrink and books_this_run * 2 < books_published:
         return (
             f"crawl scraped {books_this_run} books, fewer than half of the {books_published} "
