@@ -411,3 +411,15 @@ async def test_one_row_cannot_have_more_than_the_column_cap(ds):
     assert response.status_code == 400
     assert "too many columns" in response.json()["error"]
 
+
+
+async def test_the_home_page_lists_the_books_first(ds):
+    databases = [db["name"] for db in (await get_json(ds, "/.json")).values()]
+    assert databases[:2] == ["books", "operations"]
+
+
+async def test_table_pages_suggest_no_facets(ds):
+    # Suggesting runs a query per column on every page; the useful facets are in metadata.yml.
+    data = await get_json(ds, "/books/books.json?_size=1")
+    assert data["suggested_facets"] == []
+    assert set(data["facet_results"]) == {"category_id", "rating", "in_stock"}

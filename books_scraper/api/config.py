@@ -20,7 +20,7 @@ import limits
 from books_scraper.web.served_metadata import API_PLUGIN
 
 # The API's own actions; which actors may do each is configuration (`permissions`, Datasette allow blocks).
-# books-api-crawl: the scraping trigger, a later issue; books-api-metrics: GET /-/metrics (web/metrics.py).
+# books-api-crawl: /api/v1/scraping/* (api/scraping.py); books-api-metrics: GET /-/metrics (web/metrics.py).
 ACTIONS = ("books-api-predict", "books-api-crawl", "books-api-metrics")
 POSITIVE_INTEGERS = ("access_token_ttl", "refresh_token_ttl", "max_prediction_rows", "max_body_bytes")
 USER_KEYS = ("username", "password_hash", "roles")

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import uvicorn
 from datasette.app import Datasette
+from datasette.database import Database
 
 from books_scraper.logs import configure_process_logging
-from books_scraper.web.served_metadata import BOOKS_DATABASE, PROJECT
+from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE, PROJECT
 
 PLUGINS = PROJECT / "plugins"
 
@@ -40,6 +41,9 @@ PUBLIC_SETTINGS: dict[str, object] = {
     "facet_time_limit_ms": 500,
     "default_allow_sql": True,
     "allow_download": True,
+    # Suggesting facets runs a query per column on every table page and its JSON: 10x the cost of
+    # the page itself (bench/api_bench.py); the useful facets are configured in metadata.yml.
+    "suggest_facets": False,
 }
 
 # Seconds a stopping worker lets the requests it has begun finish (queries stop after 2 s).
@@ -53,15 +57,17 @@ PR_SET_PDEATHSIG = 1
 def build_datasette(
     books_db: Path, operations_db: Path, metadata: dict, secret: str | None = None, **settings: object
 ) -> Datasette:
-    """The publication: the books database immutable, the operations database mutable."""
-    return Datasette(
-        files=[str(operations_db)],
+    """The publication: the books database immutable, the operations database mutable, listed in
+    that order on the home page (Datasette lists its `files` before its `immutables`)."""
+    ds = Datasette(
         immutables=[str(books_db)],
         metadata=metadata,
         plugins_dir=str(PLUGINS),
         settings={**PUBLIC_SETTINGS, **settings},
         secret=secret,
     )
+    ds.add_database(Database(ds, path=str(operations_db), is_mutable=True), name=OPERATIONS_DATABASE)
+    return ds
 
 
 async def publication_facts(ds: Datasette) -> dict:
