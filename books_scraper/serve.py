@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from books_scraper import settings
+from books_scraper import jobs, settings
 from books_scraper.api.config import ConfigError, parse_config
 from books_scraper.logs import configure_process_logging
 from books_scraper.operations import open_operations_db
@@ -142,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     problem = config_problem(metadata, os.environ)
     if problem:
         sys.exit(problem)
+    try:
+        jobs.parse_interval(os.environ.get(jobs.INTERVAL_VARIABLE))  # before a first crawl, not after
+    except jobs.IntervalError as error:
+        sys.exit(f"serve: {error}")
     ensure_operations_db(args.operations_db)
     if not args.books_db.exists():
         try:

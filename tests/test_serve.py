@@ -130,3 +130,13 @@ def test_startup_says_which_auth_is_on_and_no_secret(published_db, tmp_path):
     assert "auth: static tokens on for ml-service (ml); off until set: BOOKS_API_TOKEN_ADMIN" in log
     assert not any(secret in log for secret in ENV.values())
     assert "$env" not in log
+
+
+def test_a_bad_crawl_schedule_is_one_line_before_any_crawl(tmp_path):
+    result = serve("--books-db", str(tmp_path / "books.db"), "--operations-db", str(tmp_path / "operations.db"),
+                   BOOKS_CRAWL_EVERY="soon", BOOKS_START_URL="http://127.0.0.1:9/")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "serve: BOOKS_CRAWL_EVERY='soon' is not an interval such as 90s, 30m, 6h or 1d"
+    )
+    assert not list(tmp_path.iterdir())  # nothing created, nothing crawled
