@@ -170,3 +170,21 @@ def test_operations_dashboard_draws_its_charts(page, published_db):
     for slug, count in bars.items():
         expect(page.locator(f"#chart-{slug} svg.marks")).to_have_count(1)  # drawn, even with no rows
         expect(page.locator(f"#chart-{slug} svg.marks g.mark-rect path")).to_have_count(count)
+
+
+def test_the_books_table_shows_ten_rows_on_its_first_screen(browser, served, published_db):
+    context = browser.new_context(base_url=served.url, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto("/books/books")
+    shown = page.locator("table.rows-and-columns tbody tr")
+    boxes = [shown.nth(i).bounding_box() for i in range(min(shown.count(), 20))]
+    visible = [box for box in boxes if box and box["y"] + box["height"] <= 1000]
+    total = rows(published_db.path, "select count(*) from books")[0][0]
+    assert len(visible) >= min(10, total)
+    # The column descriptions are still there, folded until asked for.
+    details = page.locator("details.column-descriptions")
+    expect(details.locator("dt", has_text="price_incl_tax")).to_be_hidden()
+    details.locator("summary").click()
+    expect(details.locator("dt", has_text="price_incl_tax")).to_be_visible()
+    context.close()

@@ -8,6 +8,7 @@ such an entry: the metadata it serves lists only the static tokens whose variabl
 from __future__ import annotations
 
 import copy
+import html
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,31 @@ def resolve_env(value: Any, environ: Mapping[str, str]) -> Any:
     return value
 
 
+def folded_column_descriptions(table: dict) -> None:
+    """Datasette 0.65 lists every described column above a table's rows (18 lines for books, so the
+    first row was ~2,500 px down). The descriptions move into the table's description, folded in a
+    <details> element that opens on a click; metadata.yml still describes each column once."""
+    columns = table.pop("columns", None)
+    if not columns:
+        return
+    intro = html.escape(table.pop("description", "") or "")
+    items = "".join(
+        f"<dt>{html.escape(name)}</dt><dd>{html.escape(str(text))}</dd>" for name, text in columns.items()
+    )
+    table["description_html"] = (
+        f"{table.get('description_html') or f'<p>{intro}</p>'}"
+        f"<details class=\"column-descriptions\"><summary>What each column holds</summary><dl>{items}</dl></details>"
+    )
+
+
 def served_metadata(environ: Mapping[str, str], metadata: dict | None = None) -> dict:
-    """The metadata less the static tokens whose secret is not set."""
+    """The metadata as the server gets it: the static tokens whose secret is not set left out, and
+    the column descriptions folded (folded_column_descriptions)."""
     served = copy.deepcopy(metadata if metadata is not None else load_metadata())
+    for database in (served.get("databases") or {}).values():
+        for table in ((database or {}).get("tables") or {}).values():
+            if isinstance(table, dict):
+                folded_column_descriptions(table)
     tokens_config = (served.get("plugins") or {}).get(TOKENS_PLUGIN)
     if isinstance(tokens_config, dict) and isinstance(tokens_config.get("tokens"), list):
         tokens_config["tokens"] = [
