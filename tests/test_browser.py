@@ -163,6 +163,7 @@ def test_operations_dashboard_draws_its_charts(page, published_db):
         "crawl-duration": rows(ops, "select count(*) from crawl_runs where finished_at is not null")[0][0],
         "crawl-drops": rows(ops, "select count(*) from crawl_runs r, json_each(coalesce(r.drops, '{}'))")[0][0],
         "predictions-per-model": rows(ops, "select count(distinct model) from predictions")[0][0],
+        "model-mae": rows(ops, "select count(distinct model) from predictions")[0][0],
     }
     charts = load_metadata()["plugins"]["datasette-dashboards"]["operations"]["charts"]
     assert set(charts) == set(bars) and bars["crawl-books"] >= 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from statistics import mean
 
 import pytest
+from sqlite_utils import Database
 from datasette_dashboards import replace_opts_in_query
 from serving import ServeProcess, load_metadata, publication
 from sitebuilder import build_site, sample_books
@@ -425,3 +426,24 @@ async def test_table_pages_suggest_no_facets(ds):
     data = await get_json(ds, "/books/books.json?_size=1")
     assert data["suggested_facets"] == []
     assert set(data["facet_results"]) == {"category_id", "rating"}
+
+
+async def test_the_operations_dashboard_scores_each_model_against_the_published_ratings(published_copy):
+    ratings = {r["id"]: r["rating"] for r in query(published_copy.path, "select id, rating from books")}
+    ids = sorted(ratings)[:4]
+    predictions = {"model-a": [(i, 3.5) for i in ids], "model-b": [(i, float(ratings[i])) for i in ids[:2]]}
+    ops = Database(published_copy.operations_path)
+    for model, rows in predictions.items():
+        ops["predictions"].insert_all(
+            {"batch_id": model, "model": model, "book_id": i, "predicted_rating": p, "created_at": "2026-11-26"}
+            for i, p in rows
+        )
+    ds = publication(published_copy.path, published_copy.operations_path)
+    chart = load_metadata()["plugins"]["datasette-dashboards"]["operations"]["charts"]["model-mae"]
+    data = await get_json(ds, "/operations.json?" + urlencode({"sql": chart["query"], "_shape": "array"}))
+    expected = [
+        {"model": model, "scored": len(rows),
+         "mae": round(sum(abs(p - ratings[i]) for i, p in rows) / len(rows), 3)}
+        for model, rows in sorted(predictions.items())
+    ]
+    assert data == expected and expected[1]["mae"] == 0.0
