@@ -114,6 +114,20 @@ def test_the_auth_summary_says_what_is_on_in_plain_words(environ, expected):
     assert auth_summary(environ) == expected
 
 
+@pytest.mark.parametrize(
+    "environ,login",
+    [
+        pytest.param({"BOOKS_JWT_SECRET": "short", "BOOKS_API_ADMIN_PASSWORD_HASH": "x"},
+                     "login off: BOOKS_JWT_SECRET is shorter than 32 bytes", id="a-secret-too-short"),
+        pytest.param({"BOOKS_JWT_SECRET": "s" * 40},
+                     "login off: no user has a password hash; set BOOKS_API_ADMIN_PASSWORD_HASH, "
+                     "BOOKS_API_SCIENTIST_PASSWORD_HASH", id="a-secret-but-no-user"),
+    ],
+)
+def test_login_is_said_off_when_it_cannot_work(environ, login):
+    assert auth_summary(environ)[0] == login
+
+
 def test_startup_says_which_auth_is_on_and_no_secret(published_db, tmp_path):
     env = {k: v for k, v in ENV.items() if k != "BOOKS_API_TOKEN_ADMIN"}
     with ServeProcess(published_db.path, published_db.operations_path, tmp_path / "serve.log", **env) as server:

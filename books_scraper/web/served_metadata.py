@@ -97,18 +97,25 @@ def _roles(entry: Mapping[str, Any]) -> str:
 def auth_summary(environ: Mapping[str, str], metadata: dict | None = None) -> list[str]:
     """One line each for login and the static tokens: what is on, and which variable turns on the
     rest. Names of variables only, never their values."""
+    from books_scraper.api.auth import usable_secret  # here: the API's config imports this module
     plugins = (metadata if metadata is not None else load_metadata()).get("plugins") or {}
     api = plugins.get(API_PLUGIN) or {}
     users = [user for user in api.get("users") or [] if isinstance(user, Mapping)]
     secret = api.get("jwt_secret")
+    name = env_name(secret) or "jwt_secret"
+    value = environ.get(name) if env_name(secret) else secret
+    ready = [f"{u['username']} ({_roles(u)})" for u in users if is_set(u.get("password_hash"), environ)]
+    missing = [env_name(u.get("password_hash")) or "?" for u in users if not is_set(u.get("password_hash"), environ)]
     if not is_set(secret, environ):
-        login = f"login off: set {env_name(secret) or 'jwt_secret'} (32 bytes or more) to turn it on"
+        login = f"login off: set {name} (32 bytes or more) to turn it on"
+    elif not usable_secret(value if isinstance(value, str) else None):
+        login = f"login off: {name} is shorter than 32 bytes"
+    elif not ready:
+        login = "login off: no user has a password hash; set " + ", ".join(missing)
     else:
-        ready = [f"{u['username']} ({_roles(u)})" for u in users if is_set(u.get("password_hash"), environ)]
-        missing = [env_name(u.get("password_hash")) for u in users if not is_set(u.get("password_hash"), environ)]
-        login = "login on for " + (", ".join(ready) if ready else "nobody")
+        login = "login on for " + ", ".join(ready)
         if missing:
-            login += "; no password hash in " + ", ".join(name or "?" for name in missing)
+            login += "; no password hash in " + ", ".join(missing)
     tokens = [t for t in (plugins.get(TOKENS_PLUGIN) or {}).get("tokens") or [] if isinstance(t, Mapping)]
     on = [f"{(t.get('actor') or {}).get('id', '?')} ({_roles(t.get('actor') or {})})"
           for t in tokens if is_set(t.get("token"), environ)]
