@@ -48,7 +48,7 @@ def fetch(base: str, path: str, token: str | None = None, body: object = None) -
     except urllib.error.HTTPError as error:
         raise ApiFailure(f"{request.get_method()} {path}: {error.code} {envelope_message(error)}") from None
     except urllib.error.URLError as error:
-        raise ApiFailure(f"cannot reach {base}: {error.reason}") from None
+        raise ApiFailure(f"cannot reach {base}: {error.reason} (another address: --url or BOOKS_API_URL)") from None
 
 
 def envelope_message(error: urllib.error.HTTPError) -> str:

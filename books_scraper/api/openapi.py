@@ -169,12 +169,12 @@ def _scraping_paths() -> dict:
             ),
         },
         "/api/v1/scraping/trigger": {
-            "post": _start_job("Start a crawl: the same as POST /api/v1/scraping/jobs (the challenge's name)"),
+            "post": _start_job("Start a crawl: the same as POST /api/v1/scraping/jobs (the name the original clients use)"),
         },
         "/api/v1/scraping/status": {
             "get": _operation(
                 "The latest scraping job: the same as GET /api/v1/scraping/jobs/{id} of the newest job "
-                "(the challenge's name)",
+                "(the name the original clients use)",
                 {"200": one_job}, errors=(401, 403, 404, 503), security=BEARER,
                 description="404 (no_jobs) before the first job.",
             ),

@@ -1,4 +1,4 @@
-"""Scraping jobs: /api/v1/scraping/jobs (+ /{id}) and the challenge's /scraping/trigger and
+"""Scraping jobs: /api/v1/scraping/jobs (+ /{id}) and the original clients' /scraping/trigger and
 /scraping/status, their views and their SQL; the scheduled crawls (BOOKS_CRAWL_EVERY) and the
 startup check that closes lost jobs. Every route needs the `books-api-crawl` permission.
 
