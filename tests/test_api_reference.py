@@ -65,7 +65,7 @@ def test_a_post_from_the_docs_page_with_a_token(published_copy, tmp_path):
             page.locator(".modal-ux input").first.fill(TOKENS["ml"])
             page.locator(".modal-ux button.authorize").first.click()
             page.locator(".modal-ux button.btn-done").first.click()
-            operation = page.locator("#operations-default-post_api_v1_ml_predictions")
+            operation = page.locator("#operations-ML-post_api_v1_ml_predictions")
             operation.locator(".opblock-summary").click()
             operation.locator("button.try-out__btn").click()
             batch = {"model": "from-the-docs-page", "predictions": [{"id": book, "predicted_rating": 4}]}
