@@ -7,6 +7,7 @@ by `scrapy crawl` (books_scraper/commands/crawl.py): both through `console_handl
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Mapping
@@ -40,12 +41,35 @@ def formatter(kind: str, static_fields: Mapping[str, object] | None = None) -> l
     return logging.Formatter(TEXT_FORMAT.replace("%(message)s", prefix.replace("%", "%%") + "%(message)s"))
 
 
+class StderrLines(io.TextIOBase):
+    """sys.stderr while the logs are JSON: what a library writes there itself (Datasette's
+    `ERROR: conn=..., sql = ...` for a failed query, its write thread's errors, Python's warnings)
+    becomes a log record per line, so every line of the log is JSON."""
+
+    def __init__(self, original) -> None:
+        self.original = original
+        self.pending = ""
+        self.logger = logging.getLogger("stderr")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.warning(line)
+        return len(text)
+
+
 class StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is at the time (as logging's last-resort handler does)."""
+    """Writes to whatever sys.stderr is at the time (as logging's last-resort handler does), or under
+    StderrLines to the stream it replaced."""
 
     @property
     def stream(self):
-        return sys.stderr
+        return sys.stderr.original if isinstance(sys.stderr, StderrLines) else sys.stderr
 
     @stream.setter
     def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the property always wins
@@ -73,8 +97,11 @@ def install_root_handler(handler: logging.Handler, level: str | int) -> None:
 def configure_process_logging(environ: Mapping[str, str], level: str | None = None) -> logging.Handler:
     """A process's console logging from its environment: BOOKS_LOG_FORMAT and BOOKS_LOG_LEVEL (INFO)."""
     level = (level or environ.get("BOOKS_LOG_LEVEL") or "INFO").upper()
-    handler = console_handler(log_format(environ.get(FORMAT_VARIABLE)), level)
+    kind = log_format(environ.get(FORMAT_VARIABLE))
+    handler = console_handler(kind, level)
     install_root_handler(handler, level)
+    if kind == "json" and not isinstance(sys.stderr, StderrLines):
+        sys.stderr = StderrLines(sys.stderr)
     return handler
 
 

@@ -269,6 +269,9 @@ def json_log(published_db, tmp_path_factory) -> tuple[list[dict], str]:
         assert status == 401 and headers["x-request-id"] == "trace-failed-login"
         assert call(f"{base}/api/v1/auth/login", "POST", {"username": "scientist", "password": PASSWORDS["scientist"]})[0] == 200
         assert call(f"{base}/books/books.json?_size=1", headers={"X-Request-Id": "not well formed!"})[0] == 200
+        # Datasette writes these to stderr itself: a failed query, an unknown facet's warnings.
+        assert call(f"{base}/books.json?sql=select+*+from+nope")[0] == 400
+        assert call(f"{base}/books/books.json?_facet=nope")[0] == 400
     text = log.read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()], text
 
@@ -282,6 +285,11 @@ def test_every_server_line_is_json_with_time_level_and_message(json_log):
     assert not any("color_message" in line for line in lines)
 
 
+def test_what_datasette_writes_to_stderr_itself_is_json_too(json_log):
+    stray = [line for line in json_log[0] if line["logger"] == "stderr"]
+    assert any("no such table: nope" in line["message"] for line in stray)
+
+
 def test_each_request_is_one_line_with_its_facts(json_log):
     requests = [line for line in json_log[0] if line["logger"] == "books_scraper.requests"]
     by_id = {line["request_id"]: line for line in requests}
@@ -289,7 +297,7 @@ def test_each_request_is_one_line_with_its_facts(json_log):
     assert line["method"] == "GET" and line["route"] == "/api/v1/books" and line["status"] == 200
     assert line["actor_id"] == "ml-service" and line["bytes"] > 0 and line["duration_ms"] >= 0
     assert by_id["trace-failed-login"]["status"] == 401 and by_id["trace-failed-login"]["actor_id"] is None
-    table = [line for line in requests if line["route"] == "/{database}/{table}.json"]
+    table = [line for line in requests if line["route"] == "/{database}/{table}.json" and line["status"] == 200]
     assert len(table) == 1 and table[0]["request_id"] != "not well formed!"
 
 
