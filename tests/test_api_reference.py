@@ -72,6 +72,7 @@ def test_a_post_from_the_docs_page_with_a_token(published_copy, tmp_path):
             operation.locator("textarea.body-param__text").fill(json.dumps(batch))
             operation.locator("button.execute").click()
             expect(operation.locator(".live-responses-table tbody .response-col_status").first).to_have_text("201")
+            assert page.locator(".opblock-options").first.is_hidden()  # preflights: documented, not listed
             page.screenshot(path=str(tmp_path / "api-docs.png"))
             browser.close()
     assert problems == []

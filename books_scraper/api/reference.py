@@ -30,6 +30,9 @@ PAGE = """<!DOCTYPE html>
   <title>Books API reference</title>
   <link rel="icon" type="image/png" href="{prefix}/docs/assets/favicon-32x32.png">
   <link rel="stylesheet" href="{prefix}/docs/assets/swagger-ui.css">
+  <!-- Every path documents its CORS preflight (OPTIONS) for clients; on this page it only doubles
+       the list: a browser sends it by itself. -->
+  <style>.opblock-options {{ display: none; }}</style>
 </head>
 <body>
   <div id="swagger-ui"></div>
