@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browsing import CHROMIUM, CHROMIUM_ARGS
 from api_support import ENV, make_datasette
 from datasette.app import Datasette
 from sitebuilder import build_site, sample_books
@@ -65,3 +66,15 @@ def api(published_db, api_env) -> Datasette:
 def writable_api(published_copy, api_env) -> tuple[Datasette, PublishedDatabase]:
     """Datasette over a private copy, for tests that post predictions."""
     return make_datasette(published_copy), published_copy
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for a module's browser tests (tests/browsing.py); per module, so Playwright's
+    own event loop is never alive while pytest-asyncio runs another module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -7,10 +7,10 @@ import json
 
 import pytest
 from api_support import ENV, TOKENS, assert_error
-from playwright.sync_api import expect, sync_playwright
+from browsing import CHROMIUM, TIMEOUT_MS
+from playwright.sync_api import expect
 from serving import ServeProcess
 from support import query
-from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
 
 from books_scraper.api.reference import ASSET_TYPES, ASSETS
 
@@ -49,32 +49,30 @@ async def test_only_the_pages_assets_are_served(api, name):
 
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-def test_a_post_from_the_docs_page_with_a_token(published_copy, tmp_path):
+def test_a_post_from_the_docs_page_with_a_token(browser, published_copy, tmp_path):
     book = query(published_copy.path, "select max(id) as id from books")[0]["id"]
+    problems: list[str] = []
     with ServeProcess(published_copy.path, published_copy.operations_path, tmp_path / "serve.log", **ENV) as server:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(TIMEOUT_MS)
-            problems: list[str] = []
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on("console", lambda message: problems.append(message.text)
-                    if "Content Security Policy" in message.text else None)
-            page.goto(server.url + "api/v1/docs")
-            page.locator("button.authorize").first.click()
-            page.locator(".modal-ux input").first.fill(TOKENS["ml"])
-            page.locator(".modal-ux button.authorize").first.click()
-            page.locator(".modal-ux button.btn-done").first.click()
-            operation = page.locator("#operations-ML-post_api_v1_ml_predictions")
-            operation.locator(".opblock-summary").click()
-            operation.locator("button.try-out__btn").click()
-            batch = {"model": "from-the-docs-page", "predictions": [{"id": book, "predicted_rating": 4}]}
-            operation.locator("textarea.body-param__text").fill(json.dumps(batch))
-            operation.locator("button.execute").click()
-            expect(operation.locator(".live-responses-table tbody .response-col_status").first).to_have_text("201")
-            assert page.locator(".opblock-options").first.is_hidden()  # preflights: documented, not listed
-            page.screenshot(path=str(tmp_path / "api-docs.png"))
-            browser.close()
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("console", lambda message: problems.append(message.text)
+                if "Content Security Policy" in message.text else None)
+        page.goto(server.url + "api/v1/docs")
+        page.locator("button.authorize").first.click()
+        page.locator(".modal-ux input").first.fill(TOKENS["ml"])
+        page.locator(".modal-ux button.authorize").first.click()
+        page.locator(".modal-ux button.btn-done").first.click()
+        operation = page.locator("#operations-ML-post_api_v1_ml_predictions")
+        operation.locator(".opblock-summary").click()
+        operation.locator("button.try-out__btn").click()
+        batch = {"model": "from-the-docs-page", "predictions": [{"id": book, "predicted_rating": 4}]}
+        operation.locator("textarea.body-param__text").fill(json.dumps(batch))
+        operation.locator("button.execute").click()
+        expect(operation.locator(".live-responses-table tbody .response-col_status").first).to_have_text("201")
+        assert page.locator(".opblock-options").first.is_hidden()  # preflights: documented, not listed
+        page.screenshot(path=str(tmp_path / "api-docs.png"))
+        page.close()
     assert problems == []
     stored = query(published_copy.operations_path, "select model, book_id, actor from predictions")
     assert stored == [{"model": "from-the-docs-page", "book_id": book, "actor": "ml-service"}]

@@ -8,25 +8,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from browsing import BROWSER_TEST, TIMEOUT_MS
+from playwright.sync_api import expect
 from serving import ServeProcess, load_metadata
 from support import query
 
 from books_scraper.serve import PUBLIC_SETTINGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    # No internet: everything the pages need must come from the server on 127.0.0.1.
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
-TIMEOUT_MS = 20_000
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 
 def rows(path: Path, sql: str) -> list[tuple]:
@@ -38,14 +27,6 @@ def served(published_db, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     with ServeProcess(published_db.path, published_db.operations_path, log) as server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -12,20 +12,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from playwright.sync_api import sync_playwright
 from serving import ServeProcess, free_port, load_metadata
 from support import query
-from test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from browsing import BROWSER_TEST, TIMEOUT_MS
 
 from books_scraper.api.auth import hash_password
 
 PASSWORD = "cors-admin-pass-1"
 JWT_SECRET = "cors-test-jwt-secret-that-is-long-enough-0123456789"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
+pytestmark = BROWSER_TEST
 
 # Logs in (a JSON POST: preflighted), then reads with the token (Authorization: preflighted again).
 CALL_THE_API = """async (api) => {
@@ -80,14 +76,6 @@ def served(published_db, tmp_path_factory, origins):
     server.command += ["--metadata", str(path)]
     with server:
         yield server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def call_from(browser, origin: str, api: str) -> tuple[dict, list[str]]:
