@@ -223,3 +223,15 @@ def query(path: Path, sql: str, params=()) -> list[dict]:
         return [dict(row) for row in conn.execute(sql, params)]
     finally:
         conn.close()
+
+
+def publish_generated_site(workdir: Path, books: int) -> tuple[Path, Path]:
+    """A generated site of `books` books under workdir/site and the books database a real crawl of it
+    published (workdir/books.db, its journal beside it): (site root, books database)."""
+    from sitebuilder import build_site, sample_books  # tests' own module, importable from here too
+
+    site = build_site(workdir / "site", sample_books(books))
+    with SiteServer(site) as server:
+        result = crawl(server.url, workdir / "books.db")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return site, workdir / "books.db"

@@ -22,9 +22,9 @@ from conftest import PublishedDatabase
 from openapi_schema_validator import OAS30Validator
 from openapi_schema_validator import validate as validate_body
 from serving import free_port
-from sitebuilder import build_site, sample_books
+from sitebuilder import sample_books
 from sqlite_utils import Database
-from support import SiteServer, crawl, query
+from support import SiteServer, publish_generated_site, query
 
 from books_scraper import jobs, operations
 from books_scraper.api import scraping
@@ -44,12 +44,8 @@ class Site:
 @pytest.fixture(scope="module")
 def first_publication(tmp_path_factory) -> tuple[Path, PublishedDatabase]:
     """A small site and the databases its first crawl published (each test takes copies)."""
-    work = tmp_path_factory.mktemp("jobs")
-    root = build_site(work / "site", sample_books(BOOKS))
-    with SiteServer(root) as server:
-        result = crawl(server.url, work / "books.db")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root, PublishedDatabase(work / "books.db", work / "operations.db", "generated")
+    root, books_db = publish_generated_site(tmp_path_factory.mktemp("jobs"), BOOKS)
+    return root, PublishedDatabase(books_db, books_db.with_name("operations.db"), "generated")
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 from datasette.app import Datasette
 from serving import ServeProcess, alive
 from sitebuilder import build_site, sample_books
-from support import SiteServer, crawl, query
+from support import SiteServer, crawl, publish_generated_site, query
 
 from books_scraper import publish
 
@@ -192,12 +192,7 @@ def wait_for_version(url: str, version: int, first_run: int, timeout: float = 30
 @pytest.fixture(scope="module")
 def crawled(tmp_path_factory) -> tuple[Path, Path]:
     """A small generated site and the database a real crawl of it published."""
-    workdir = tmp_path_factory.mktemp("reload")
-    site = build_site(workdir / "site", sample_books(BOOKS))
-    with SiteServer(site) as server:
-        result = crawl(server.url, workdir / "books.db")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return site, workdir / "books.db"
+    return publish_generated_site(tmp_path_factory.mktemp("reload"), BOOKS)
 
 
 @pytest.fixture
