@@ -16,6 +16,8 @@ from urllib.parse import urlparse
 
 from sqlite_utils import Database, Migrations
 
+from books_scraper.title_search import ensure_title_index
+
 BOOKS = "books"
 CATEGORIES = "categories"
 CRAWL_RUNS = "crawl_runs"
@@ -133,6 +135,7 @@ def ensure_db_shape(db: Database) -> None:
     for columns in BOOK_INDEXES:
         db[BOOKS].create_index(columns, if_not_exists=True)
     db[PRICE_HISTORY].create_index(["run_id"], if_not_exists=True)
+    ensure_title_index(db)  # the API's title search: an FTS5 trigram index of folded titles
 
 
 def utc_now() -> str:
