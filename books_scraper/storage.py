@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from sqlite_utils import Database, Migrations
 
+from books_scraper import aggregates
 from books_scraper.title_search import ensure_title_index
 
 BOOKS = "books"
@@ -48,8 +49,9 @@ CRAWL_RUN_COLUMNS: dict[str, type] = {
     "message": str,
 }
 
-# Columns people filter and sort on; FTS covers the text ones.
-BOOK_INDEXES = [["price"], ["rating"], ["category_id"], ["in_stock"], ["title"]]
+# Columns people filter and sort on; FTS covers the text ones. (category_id, price, title) finds the
+# cheapest book of a category with one index lookup (the cheapest_book_per_category query).
+BOOK_INDEXES = [["price"], ["rating"], ["category_id"], ["in_stock"], ["title"], ["category_id", "price", "title"]]
 FTS_COLUMNS = ["title", "description"]
 
 
@@ -121,6 +123,23 @@ migrations(name="m002_crawl_runs_removed")(add_crawl_runs_removed)
 migrations(name="m003_crawl_runs_failures")(add_crawl_runs_failures)
 
 
+@migrations()
+def m004_price_history_previous(db: Database) -> None:
+    """Each history row carries the book's previous observation, so a price change is one row to
+    read, not a window over the whole table; existing rows are filled once, here."""
+    db[PRICE_HISTORY].add_column("previous_price", float)
+    db[PRICE_HISTORY].add_column("previous_run_id", int)
+    db.execute(
+        f"""update {PRICE_HISTORY} set previous_price = seen.previous_price,
+          previous_run_id = seen.previous_run_id
+        from (
+          select id, lag(price) over book as previous_price, lag(run_id) over book as previous_run_id
+          from {PRICE_HISTORY} window book as (partition by book_id order by observed_at, id)
+        ) as seen
+        where seen.id = {PRICE_HISTORY}.id"""
+    )
+
+
 def open_books_db(path: str) -> Database:
     """Open (creating if needed) a books database and bring its schema up to date."""
     db = Database(path)
@@ -128,14 +147,25 @@ def open_books_db(path: str) -> Database:
     return db
 
 
+# The price changes (price_changes query), newest first: a small partial index, whatever the history's size.
+PRICE_CHANGES_INDEX = (
+    f"create index if not exists {PRICE_HISTORY}_changes on {PRICE_HISTORY} (observed_at)"
+    " where previous_price is not null and price != previous_price"
+)
+
+
 def ensure_db_shape(db: Database) -> None:
-    """Full-text search and indexes: idempotent, run once before publication."""
+    """Full-text search, indexes and the aggregates: idempotent, run once before publication."""
     if not db[BOOKS].detect_fts():
         db[BOOKS].enable_fts(FTS_COLUMNS, create_triggers=True, tokenize="porter")
     for columns in BOOK_INDEXES:
         db[BOOKS].create_index(columns, if_not_exists=True)
     db[PRICE_HISTORY].create_index(["run_id"], if_not_exists=True)
+    db[PRICE_HISTORY].create_index(["observed_at"], if_not_exists=True)
+    db.execute(PRICE_CHANGES_INDEX)
     ensure_title_index(db)  # the API's title search: an FTS5 trigram index of folded titles
+    # Last: the aggregates end with table_counts, which counts every table created above.
+    aggregates.build(db)
 
 
 def utc_now() -> str:
@@ -207,17 +237,34 @@ def _history_rows(db: Database, rows: list[dict[str, Any]], run_id: int | None) 
         r["id"]: (r["price"], r["stock_count"])
         for r in db.query(f"select id, price, stock_count from books where id in ({placeholders})", ids)
     }
-    return [
-        {
-            "book_id": row["id"],
-            "run_id": run_id,
-            "price": row["price"],
-            "stock_count": row.get("stock_count"),
-            "observed_at": row.get("scraped_at") or utc_now(),
-        }
-        for row in rows
-        if known.get(row["id"]) != (row["price"], row.get("stock_count"))
-    ]
+    # Each book's latest observation: the previous price and run of the row written now.
+    latest = {
+        r["book_id"]: (r["price"], r["run_id"])
+        for r in db.query(
+            f"select book_id, price, run_id from {PRICE_HISTORY} h where book_id in ({placeholders})"
+            f" and id = (select id from {PRICE_HISTORY} where book_id = h.book_id"
+            " order by observed_at desc, id desc limit 1)",
+            ids,
+        )
+    }
+    history = []
+    for row in rows:
+        if known.get(row["id"]) == (row["price"], row.get("stock_count")):
+            continue
+        previous_price, previous_run_id = latest.get(row["id"], (None, None))
+        history.append(
+            {
+                "book_id": row["id"],
+                "run_id": run_id,
+                "price": row["price"],
+                "stock_count": row.get("stock_count"),
+                "observed_at": row.get("scraped_at") or utc_now(),
+                "previous_price": previous_price,
+                "previous_run_id": previous_run_id,
+            }
+        )
+        latest[row["id"]] = (row["price"], run_id)
+    return history
 
 
 def remove_books_except(db: Database, keep: Iterable[int]) -> int:

@@ -35,7 +35,8 @@ def test_schema_is_declared_by_migrations(db):
     assert books.columns_dict["price"] is float
     assert any(index.unique and index.columns == ["upc"] for index in books.indexes)
     assert [m.name for m in storage.migrations.applied(db)] == [
-        "m001_initial", "m002_crawl_runs_removed", "m003_crawl_runs_failures"
+        "m001_initial", "m002_crawl_runs_removed", "m003_crawl_runs_failures",
+        "m004_price_history_previous",
     ]
     assert storage.migrations.pending(db) == []
 
@@ -63,6 +64,47 @@ def test_changed_price_or_stock_adds_one_history_row(db):
     assert rows == [(1, 10.0, 3), (2, 10.0, 3), (1, 12.5, 3), (2, 10.0, 0)]
 
 
+def test_a_history_row_carries_the_previous_price_and_run(db):
+    storage.save_books(db, [record(1), record(2)], run_id=1)
+    storage.save_books(db, [record(1, price=12.5), record(2)], run_id=2)
+    storage.save_books(db, [record(1, price=9.0), record(2, stock=0)], run_id=3)
+    rows = [
+        (r["book_id"], r["run_id"], r["price"], r["previous_run_id"], r["previous_price"])
+        for r in db["price_history"].rows_where(order_by="id")
+    ]
+    assert rows == [
+        (1, 1, 10.0, None, None), (2, 1, 10.0, None, None),
+        (1, 2, 12.5, 1, 10.0),
+        (1, 3, 9.0, 2, 12.5), (2, 3, 10.0, 1, 10.0),
+    ]
+
+
+def test_the_previous_price_is_filled_in_once_for_existing_history(tmp_path):
+    path = str(tmp_path / "old.db")
+    old = Database(path)
+    storage.migrations.apply(old, stop_before="m004_price_history_previous")
+    old["categories"].insert({"id": 23, "name": "Poetry"})
+    old["books"].insert_all(
+        [{**storage.book_row({k: v for k, v in record(i).items()}, 23)} for i in (1, 2)], pk="id"
+    )
+    history = [  # out of id order: lag follows observed_at, then id
+        (1, 1, 10.0, "2026-01-01"), (2, 1, 7.0, "2026-01-01"), (1, 3, 11.0, "2026-01-03"),
+        (1, 2, 12.0, "2026-01-02"), (2, 3, 7.0, "2026-01-03"),
+    ]
+    old["price_history"].insert_all(
+        [{"book_id": b, "run_id": r, "price": p, "observed_at": at} for b, r, p, at in history]
+    )
+    db = storage.open_books_db(path)
+    rows = {
+        (r["book_id"], r["run_id"]): (r["previous_run_id"], r["previous_price"])
+        for r in db["price_history"].rows
+    }
+    assert rows == {
+        (1, 1): (None, None), (1, 2): (1, 10.0), (1, 3): (2, 12.0),
+        (2, 1): (None, None), (2, 3): (1, 7.0),
+    }
+
+
 def test_record_without_category_id_is_refused(db):
     with pytest.raises(ValueError, match="no category id"):
         storage.save_books(db, [record(category_url="http://example.test/elsewhere")])
@@ -76,7 +118,8 @@ def test_ensure_db_shape_adds_fts_and_indexes_idempotently(db):
     assert db["books"].detect_fts() == "books_fts"
     assert [r["id"] for r in db["books"].search("whales")] == [1]
     indexed = {tuple(index.columns) for index in db["books"].indexes}
-    assert {("price",), ("rating",), ("category_id",), ("in_stock",)} <= indexed
+    assert {("price",), ("rating",), ("category_id",), ("in_stock",), ("category_id", "price", "title")} <= indexed
+    assert ("observed_at",) in {tuple(index.columns) for index in db["price_history"].indexes}
 
 
 def test_fts_follows_later_upserts(db):
