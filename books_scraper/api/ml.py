@@ -1,21 +1,28 @@
-"""Data for models: GET /api/v1/ml/features (cached per database) and /api/v1/ml/training-data
-(streamed), their views and their SQL; the deterministic train/test split and CSV/NDJSON encoding.
+"""Data for models: GET /api/v1/ml/features and /api/v1/ml/training-data, their views and their SQL;
+the deterministic train/test split and the CSV/NDJSON/JSON encodings.
 
-Training rows are the catalogue's book rows (books.BOOK_SELECT, one definition of the join) without
-`category_slug`, and with `in_stock` as stored (0/1)."""
+Nothing is built in memory per catalogue: a JSON page is one query, and a whole answer (features
+without `limit`, CSV, NDJSON) is streamed in keyset chunks, each read and encoded in Datasette's SQL
+thread so the event loop only hands text to the client. A stream stops when its client goes.
+
+Training rows are the catalogue's book columns plus `category` (no `category_slug`), with `in_stock`
+as stored (0/1).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
 
 from datasette.utils.asgi import AsgiStream
 
-from books_scraper.api.books import BOOK_SELECT
 from books_scraper.api.cache import cache
 from books_scraper.api.params import Page, query_values
 from books_scraper.api.web import api_route, books_database, json_response, page_body
@@ -23,142 +30,281 @@ from books_scraper.storage import BOOK_COLUMNS
 
 FEATURE_COLUMNS = ["id", "price", "rating", "available", "stock_count", "category_code"]
 TRAINING_COLUMNS = [*BOOK_COLUMNS, "category"]
-STREAM_CHUNK = 500  # rows per query while streaming: memory stays flat whatever the catalogue size
+# The category code is the site's own category id, stable across crawls.
+FEATURE_EXPRESSIONS = ["b.id", "b.price", "b.rating", "coalesce(b.in_stock, 0)", "b.stock_count", "b.category_id"]
+TRAINING_EXPRESSIONS = [*(f"b.{name}" for name in BOOK_COLUMNS), "c.name"]
+STREAM_CHUNK = 2000  # rows per query while streaming: a few MB of CSV, whatever the catalogue's size
 JSON_PAGE = 100  # training-data rows per JSON page unless limit is given
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "ndjson": "application/x-ndjson",
+    "json": "application/json; charset=utf-8",
+}
+DEFAULT_SPLIT_SEED = 42
+SPLIT_TABLE = "book_split"  # book_id -> fraction for the default seed, written at publication
+SPLIT_FUNCTION = "books_api_split_fraction"  # the same fraction for any seed, computed in SQLite
 
 
-def features(conn: sqlite3.Connection) -> list[dict]:
-    """One numeric row per book; the category code is the site's own category id, stable across crawls."""
-    rows = conn.execute(
-        "select id, price, rating, coalesce(in_stock, 0), stock_count, category_id"
-        " from books order by id"
-    )
-    return [dict(zip(FEATURE_COLUMNS, row)) for row in rows]
-
-
-def training_row(row) -> dict:
-    return {name: row[name] for name in TRAINING_COLUMNS}
+def split_fraction(seed: int, book_id: int) -> float:
+    """Where a book falls in [0, 1): the first 8 bytes of sha256("<seed>:<id>") over 2**64. It depends
+    only on (seed, id), so a book keeps its side across crawls and as the catalogue grows."""
+    digest = hashlib.sha256(f"{seed}:{book_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def in_test_split(book_id: int, seed: int, test_size: float) -> bool:
-    """A book's side depends only on (seed, id): stable across crawls and as the catalogue grows."""
-    digest = hashlib.sha256(f"{seed}:{book_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < test_size
+    return split_fraction(seed, book_id) < test_size
 
 
-def keep(book_id: int, split: str | None, seed: int, test_size: float) -> bool:
-    if split is None:
-        return True
-    return in_test_split(book_id, seed, test_size) == (split == "test")
+@dataclass(frozen=True)
+class Selection:
+    """The books a request reads, in id order: which columns, and which side of which split."""
+
+    columns: list[str]
+    expressions: list[str]
+    join: str = ""  # the tables beyond `books b` the expressions need
+    split: str | None = None  # None: every book
+    seed: int = DEFAULT_SPLIT_SEED
+    test_size: float = 0.2
+    split_table: bool = False  # the database has book_split (fractions for the default seed)
+
+    @property
+    def params(self) -> dict:
+        return {"seed": self.seed, "test_size": self.test_size}
+
+    def _ids(self) -> tuple[str, str, str | None]:
+        """(table, id column, split condition): the narrow book_split table when there, so skipping
+        and filtering rows never reads the wide books rows; the stored fraction for the default seed,
+        else the same fraction computed in SQLite."""
+        table, key = (SPLIT_TABLE, "book_id") if self.split_table else ("books", "id")
+        if self.split is None:
+            return table, key, None
+        stored = self.split_table and self.seed == DEFAULT_SPLIT_SEED
+        fraction = "fraction" if stored else f"{SPLIT_FUNCTION}(:seed, {key})"
+        return table, key, f"{fraction} {'<' if self.split == 'test' else '>='} :test_size"
+
+    def ids_sql(self) -> str:
+        """Ids after :after in order, :limit of them from :offset. `not indexed` keeps the scan in id
+        order (the fraction index would sort every chunk)."""
+        table, key, condition = self._ids()
+        where = f"{key} > :after" + (f" and {condition}" if condition else "")
+        return (
+            f"select {key} as id from {table} not indexed where {where}"
+            f" order by {key} limit :limit offset :offset"
+        )
+
+    def rows_sql(self) -> str:
+        return (
+            f"select {', '.join(self.expressions)} from ({self.ids_sql()}) as page"
+            f" cross join books b on b.id = page.id{self.join} order by b.id"
+        )
+
+    def count_sql(self) -> str:
+        table, _key, condition = self._ids()
+        return f"select count(*) from {table}" + (f" where {condition}" if condition else "")
 
 
-def csv_chunk(rows: Iterable[dict], columns: list[str], header: bool = False) -> str:
+def prepare(conn: sqlite3.Connection) -> None:
+    conn.create_function(SPLIT_FUNCTION, 2, split_fraction, deterministic=True)
+
+
+def fetch(conn: sqlite3.Connection, sql: str, params: dict) -> list[tuple]:
+    """Plain tuples (this cursor's own row factory): the project's own reads, outside the result
+    budget Datasette's connections apply to clients' queries (web/query_limits.py)."""
+    prepare(conn)
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    return cursor.execute(sql, params).fetchall()
+
+
+async def read_page(db, selection: Selection, page: Page) -> list[dict]:
+    params = {**selection.params, "after": -1, "limit": page.limit, "offset": page.offset}
+    rows = await db.execute_fn(lambda conn: fetch(conn, selection.rows_sql(), params))
+    return [dict(zip(selection.columns, row)) for row in rows]
+
+
+async def count(db, selection: Selection) -> int:
+    """The selection's size, once per database version: counting a split reads every row."""
+    name = f"count:{selection.split}:{selection.seed}:{selection.test_size}:{selection.split_table}"
+    return await cache.get(
+        db, name, lambda conn: fetch(conn, selection.count_sql(), selection.params)[0][0]
+    )
+
+
+async def has_split_table(db) -> bool:
+    return await cache.get(
+        db, SPLIT_TABLE,
+        lambda conn: bool(fetch(
+            conn, "select 1 from sqlite_master where type = 'table' and name = :name", {"name": SPLIT_TABLE}
+        )),
+    )
+
+
+# --- Encodings: a chunk of rows (tuples) to text, in the SQL thread ---------------------------------
+
+
+def csv_text(rows: Sequence[tuple], columns: list[str], first: bool) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    if header:
-        writer.writeheader()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if first:
+        writer.writerow(columns)
     writer.writerows(rows)
     return buffer.getvalue()
 
 
-def ndjson_chunk(rows: Iterable[dict]) -> str:
-    return "".join(json.dumps(row) + "\n" for row in rows)
+def ndjson_text(rows: Sequence[tuple], columns: list[str], first: bool) -> str:
+    return "".join(json.dumps(dict(zip(columns, row))) + "\n" for row in rows)
+
+
+def json_list_text(rows: Sequence[tuple], columns: list[str], first: bool) -> str:
+    """Items of a JSON list, each chunk after the first led by the separator."""
+    items = ", ".join(json.dumps(dict(zip(columns, row))) for row in rows)
+    return items if first or not items else ", " + items
+
+
+ENCODERS: dict[str, Callable[[Sequence[tuple], list[str], bool], str]] = {
+    "csv": csv_text, "ndjson": ndjson_text, "json": json_list_text,
+}
+
+
+# --- Streaming -------------------------------------------------------------------------------------
+
+
+class Disconnect:
+    """Watches the request's ASGI `receive` for http.disconnect: the client has gone (the server
+    drops what is still sent, so the stream itself must stop)."""
+
+    def __init__(self, request) -> None:
+        self.task = asyncio.ensure_future(self._watch(request.receive))
+
+    @staticmethod
+    async def _watch(receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    @property
+    def happened(self) -> bool:
+        return self.task.done()
+
+    def stop(self) -> None:
+        self.task.cancel()
+
+
+async def stream_chunks(db, selection: Selection, encode, offset: int, limit: int | None, disconnect):
+    """(text, rows) of the selection, keyset-paged by id (`offset` skips rows once, in the first
+    query; the first chunk is encoded even when empty: a CSV header). The next chunk is read while
+    this one is sent; nothing more is read once the client has gone."""
+
+    def read(after: int, first: bool, size: int, skip: int):
+        params = {**selection.params, "after": after, "limit": size, "offset": skip}
+
+        def run(conn):
+            rows = fetch(conn, selection.rows_sql(), params)
+            return encode(rows, selection.columns, first), (rows[-1][0] if rows else after), len(rows)
+
+        return asyncio.ensure_future(db.execute_fn(run))
+
+    left = limit
+    size = STREAM_CHUNK if left is None else min(STREAM_CHUNK, left)
+    pending = read(-1, True, size, offset)
+    try:
+        while pending is not None:
+            text, after, got = await pending
+            pending = None
+            if left is not None:
+                left -= got
+            if got == size and left != 0 and not disconnect.happened:
+                size = STREAM_CHUNK if left is None else min(STREAM_CHUNK, left)
+                pending = read(after, False, size, 0)
+            if disconnect.happened:
+                return
+            yield text, got
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+def stream_response(
+    request, db, selection: Selection, output: str, offset: int, limit: int | None,
+    filename: str | None = None, prefix: str = "", finish: Callable | None = None,
+) -> AsgiStream:
+    """The selection streamed as `output`, between `prefix` and `await finish(rows)`; a HEAD request
+    gets the headers only, and a client that goes stops the reading."""
+
+    async def stream_fn(writer):
+        if request.method == "HEAD":
+            return
+        disconnect = Disconnect(request)
+        rows = 0
+        try:
+            if prefix:
+                await writer.write(prefix)
+            chunks = stream_chunks(db, selection, ENCODERS[output], offset, limit, disconnect)
+            async with aclosing(chunks):
+                async for text, got in chunks:
+                    rows += got
+                    if text:
+                        await writer.write(text)
+            if finish is not None and not disconnect.happened:
+                await writer.write(await finish(rows))
+        finally:
+            disconnect.stop()
+
+    headers = {"content-disposition": f'attachment; filename="{filename}"'} if filename else {}
+    return AsgiStream(stream_fn, headers=headers, content_type=CONTENT_TYPES[output])
+
+
+def envelope_stream(request, datasette, db, selection: Selection, key: str, page: Page, limit: int | None):
+    """The list envelope as page_body makes it, `{key: [...], "total", "limit", "offset", "next"}`,
+    with its list streamed."""
+
+    async def finish(rows: int) -> str:
+        # page_body reads only how many rows there are from its rows argument.
+        tail = page_body(request, datasette, key, range(rows), await count(db, selection), page)
+        del tail[key]
+        return "], " + json.dumps(tail)[1:]
+
+    prefix = json.dumps(key).join(["{", ": ["])
+    return stream_response(request, db, selection, "json", page.offset, limit, prefix=prefix, finish=finish)
+
+
+# --- Views -----------------------------------------------------------------------------------------
 
 
 async def features_view(request, datasette):
     args = query_values("/api/v1/ml/features", request.args)
-    rows = await cache.get(books_database(datasette), "features", features)
-    # One row per book: every row unless the client pages (the rows are in memory already).
-    page = Page(args["limit"] or max(len(rows), 1), args["offset"])
-    window = rows[page.offset : page.offset + page.limit]
+    db = books_database(datasette)
+    selection = Selection(FEATURE_COLUMNS, FEATURE_EXPRESSIONS, split_table=await has_split_table(db))
+    limit, offset = args["limit"], args["offset"]
     if args["format"] == "csv":
-        return _stream(lambda: _chunks(window), FEATURE_COLUMNS, "csv", "features.csv")
-    return json_response(page_body(request, datasette, "features", window, len(rows), page))
+        return stream_response(request, db, selection, "csv", offset, limit, "features.csv")
+    if limit is not None and limit <= STREAM_CHUNK:  # a page: one query, one answer
+        page = Page(limit, offset)
+        rows, total = await read_page(db, selection, page), await count(db, selection)
+        return json_response(page_body(request, datasette, "features", rows, total, page))
+    # Every row unless the client pages: the page's limit is then the whole catalogue.
+    page = Page(limit or max(await count(db, selection), 1), offset)
+    return envelope_stream(request, datasette, db, selection, "features", page, limit)
 
 
 async def training_data(request, datasette):
     args = query_values("/api/v1/ml/training-data", request.args)
     output = args["format"]
     split = None if args["split"] == "all" else args["split"]
-    seed, test_size = args["seed"], args["test_size"]
     db = books_database(datasette)
-
+    selection = Selection(
+        TRAINING_COLUMNS, TRAINING_EXPRESSIONS, " join categories c on c.id = b.category_id",
+        split=split, seed=args["seed"], test_size=args["test_size"], split_table=await has_split_table(db),
+    )
     if output != "json":
         # Streams: every row of the split unless limit is given; offset skips rows of the split.
-        def rows():
-            return _window(_split_rows(db, split, seed, test_size), args["offset"], args["limit"])
-
-        return _stream(rows, TRAINING_COLUMNS, output, f"training-data-{split or 'all'}.{output}")
+        filename = f"training-data-{split or 'all'}.{output}"
+        return stream_response(request, db, selection, output, args["offset"], args["limit"], filename)
     page = Page(args["limit"] or JSON_PAGE, args["offset"])
-    ids = [
-        row["id"]
-        for row in await cache.get(db, "features", features)
-        if keep(row["id"], split, seed, test_size)
-    ]
-    wanted = ids[page.offset : page.offset + page.limit]
-    placeholders = ", ".join("?" for _ in wanted) or "null"
-    result = await db.execute(f"{BOOK_SELECT} where b.id in ({placeholders}) order by b.id", wanted)
-    rows = [training_row(row) for row in result.rows]
-    body = page_body(request, datasette, "books", rows, len(ids), page)
-    body["split"] = {"split": split or "all", "test_size": test_size, "seed": seed}
+    rows, total = await read_page(db, selection, page), await count(db, selection)
+    body = page_body(request, datasette, "books", rows, total, page)
+    body["split"] = {"split": split or "all", "test_size": selection.test_size, "seed": selection.seed}
     return json_response(body)
-
-
-async def _split_rows(db, split, seed, test_size):
-    """Keyset pages by id, filtered to the split: never the whole table in memory."""
-    after = -1
-    while True:
-        page = (
-            await db.execute(
-                f"{BOOK_SELECT} where b.id > :after order by b.id limit {STREAM_CHUNK}",
-                {"after": after},
-            )
-        ).rows
-        if not page:
-            return
-        after = page[-1]["id"]
-        yield [training_row(row) for row in page if keep(row["id"], split, seed, test_size)]
-
-
-async def _window(chunks, offset, limit):
-    """The chunks' rows from `offset`, at most `limit` of them (None: all), still in chunks."""
-    skip, left = offset, limit
-    async for chunk in chunks:
-        if skip:
-            dropped, chunk = chunk[:skip], chunk[skip:]
-            skip -= len(dropped)
-        if left is not None:
-            chunk = chunk[:left]
-            left -= len(chunk)
-        if chunk:
-            yield chunk
-        if left == 0:
-            return
-
-
-async def _chunks(rows):
-    for start in range(0, len(rows), STREAM_CHUNK):
-        yield rows[start : start + STREAM_CHUNK]
-
-
-def _stream(chunks, columns, output, filename):
-    async def stream_fn(writer):
-        first = True
-        async for chunk in chunks():
-            if output == "csv":
-                await writer.write(csv_chunk(chunk, columns, header=first))
-            else:
-                await writer.write(ndjson_chunk(chunk))
-            first = False
-        if first and output == "csv":
-            await writer.write(csv_chunk([], columns, header=True))
-
-    return AsgiStream(
-        stream_fn,
-        headers={"content-disposition": f'attachment; filename="{filename}"'},
-        content_type=CONTENT_TYPES[output],
-    )
 
 
 ROUTES = [

@@ -7,17 +7,18 @@ books_scraper/operations.py's), scored against the books database's ratings.
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import uuid
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlite_utils import Database
 
 from books_scraper import operations
-from books_scraper.api.cache import cache
+from books_scraper.api.cache import database_version
 from books_scraper.api.config import api_config
 from books_scraper.api.errors import ApiError
 from books_scraper.api.params import MODEL_PATTERN, page_of, pattern_matches, query_values
@@ -25,6 +26,8 @@ from books_scraper.api.web import (
     api_route, books_database, json_response, operations_database, page_body, read_json,
     require_permission,
 )
+from books_scraper.web.query_limits import unbudgeted
+from books_scraper.web.served_metadata import BOOKS_DATABASE
 
 DEFAULT_MODEL = "default"
 MIN_RATING, MAX_RATING = 0.0, 5.0
@@ -92,38 +95,108 @@ def _parse_row(index: int, row: Any, known_ids: Container[int], seen: set[int]) 
     return {"id": book_id, "predicted_rating": float(rating)}
 
 
-def summary(
-    conn: sqlite3.Connection, ratings: dict[int, int], model: str | None = None
-) -> list[dict]:
-    """Per model: counts, MAE and RMSE against the published ratings (books since removed are not scored)."""
-    conn.create_function("books_api_actual_rating", 1, ratings.get, deterministic=True)
-    where = " where model = :model" if model is not None else ""
-    rows = conn.execute(
-        "select model, count(*), count(distinct batch_id), count(error), avg(abs(error)),"
-        " avg(error * error), max(created_at)"
-        " from (select model, batch_id, created_at,"
-        "   predicted_rating - books_api_actual_rating(book_id) as error"
-        f"   from predictions{where})"
-        " group by model order by model",
-        {"model": model},
-    )
-    return [
-        {
-            "model": name,
-            "predictions": count,
-            "batches": batches,
-            "evaluated": evaluated,
+# Per model, the sums the summary is made of, for the predictions with ids in (:after, :upto], each
+# scored against the published rating (the operations connections see the books file as `books`,
+# web/attached_books.py; a book since removed is counted, not evaluated).
+TOTALS_SQL = f"""
+select p.model, count(*), count(distinct p.batch_id), count(b.rating),
+  total(abs(p.predicted_rating - b.rating)),
+  total((p.predicted_rating - b.rating) * (p.predicted_rating - b.rating)), max(p.created_at)
+from {operations.PREDICTIONS} p left join {BOOKS_DATABASE}.books b on b.id = p.book_id
+where p.id > :after and p.id <= :upto group by p.model
+"""
+NO_ROWS = -(2**63)  # below every rowid
+
+
+@dataclass(frozen=True)
+class Totals:
+    """One model's predictions as sums, so that later rows add to them."""
+
+    predictions: int = 0
+    batches: int = 0
+    evaluated: int = 0
+    abs_error: float = 0.0
+    squared_error: float = 0.0
+    last_prediction_at: str | None = None
+
+    def __add__(self, other: "Totals") -> "Totals":
+        lasts = [at for at in (self.last_prediction_at, other.last_prediction_at) if at is not None]
+        return Totals(
+            self.predictions + other.predictions, self.batches + other.batches,
+            self.evaluated + other.evaluated, self.abs_error + other.abs_error,
+            self.squared_error + other.squared_error, max(lasts, default=None),
+        )
+
+    def figures(self, model: str) -> dict:
+        mae = self.abs_error / self.evaluated if self.evaluated else None
+        mse = self.squared_error / self.evaluated if self.evaluated else None
+        return {
+            "model": model,
+            "predictions": self.predictions,
+            "batches": self.batches,
+            "evaluated": self.evaluated,
             "mae": None if mae is None else round(mae, 4),
             "rmse": None if mse is None else round(math.sqrt(mse), 4),
-            "last_prediction_at": last,
+            "last_prediction_at": self.last_prediction_at,
         }
-        for name, count, batches, evaluated, mae, mse, last in rows
-    ]
 
 
-def ratings(conn: sqlite3.Connection) -> dict[int, int]:
-    """book id -> rating: the truth predictions are validated and scored against."""
-    return dict(conn.execute("select id, rating from books"))
+@dataclass(frozen=True)
+class Summary:
+    """Every model's totals over the predictions up to id `upto`."""
+
+    upto: int = NO_ROWS
+    models: dict[str, Totals] = field(default_factory=dict)
+
+    def extended(self, conn: sqlite3.Connection) -> "Summary":
+        """Add the predictions stored since: only their rows are read (a batch is written in one
+        transaction, so a batch is never split between two readings)."""
+        upto = conn.execute(f"select max(id) from {operations.PREDICTIONS}").fetchone()[0]
+        if upto is None or upto < self.upto:  # emptied or rows deleted by hand: start again
+            return Summary() if upto is None else Summary().extended(conn)
+        if upto == self.upto:
+            return self
+        models = dict(self.models)
+        for model, *sums in conn.execute(TOTALS_SQL, {"after": self.upto, "upto": upto}):
+            models[model] = models.get(model, Totals()) + Totals(*sums)
+        return Summary(upto, models)
+
+    def figures(self, model: str | None = None) -> list[dict]:
+        return [
+            totals.figures(name) for name, totals in sorted(self.models.items())
+            if model is None or name == model
+        ]
+
+
+class SummaryCache:
+    """The summary per published books version, brought up to date with the rows added since: the
+    API only ever appends predictions, so their largest id says what has been read."""
+
+    def __init__(self) -> None:
+        self.summaries: dict[tuple, Summary] = {}
+
+    async def get(self, ops, books_version: tuple) -> Summary:
+        known = self.summaries.get(books_version, Summary())
+        summary = await ops.execute_fn(unbudgeted(known.extended))
+        if summary.upto >= self.summaries.get(books_version, Summary()).upto:
+            self.summaries = {books_version: summary}  # one books version served per process
+        return summary
+
+
+summaries = SummaryCache()
+
+
+async def known_book_ids(db, payload: Any, max_rows: int) -> set[int]:
+    """Which of the batch's integer ids are published books: one indexed query, whatever the
+    catalogue's size (a batch over max_rows is refused before)."""
+    rows = payload.get("predictions") if isinstance(payload, dict) else payload
+    if not isinstance(rows, list) or len(rows) > max_rows:
+        return set()
+    ids = [row["id"] for row in rows if isinstance(row, dict) and type(row.get("id")) is int]
+    found = await db.execute_fn(unbudgeted(lambda conn: conn.execute(
+        "select id from books where id in (select value from json_each(:ids))", {"ids": json.dumps(ids)}
+    ).fetchall()))
+    return {row[0] for row in found}
 
 
 async def post_predictions(request, datasette):
@@ -131,7 +204,7 @@ async def post_predictions(request, datasette):
     config = api_config(datasette)
     ops = await _predictions_store(datasette)
     payload = await read_json(request, config.max_body_bytes)
-    known = await cache.get(books_database(datasette), "ratings", ratings)
+    known = await known_book_ids(books_database(datasette), payload, config.max_prediction_rows)
     batch = parse_batch(payload, known, config.max_prediction_rows)
     batch_id = uuid.uuid4().hex
 
@@ -170,9 +243,9 @@ async def prediction_summary(request, datasette):
     model = query_values("/api/v1/ml/predictions/summary", request.args)["model"]
     if not await ops.table_exists(operations.PREDICTIONS):
         return json_response({"models": []})
-    known = await cache.get(books_database(datasette), "ratings", ratings)
-    models = await ops.execute_fn(lambda conn: summary(conn, known, model))
-    return json_response({"models": models})
+    books_version = database_version(books_database(datasette))
+    summary = await summaries.get(ops, books_version)
+    return json_response({"models": summary.figures(model)})
 
 
 async def _predictions_store(datasette):
