@@ -52,12 +52,13 @@ def api_metadata() -> dict:
     return {"plugins": {"books-api": api, "datasette-auth-tokens": tokens}}
 
 
-def make_datasette(published, metadata: dict | None = None) -> Datasette:
+def make_datasette(published, metadata: dict | None = None, settings: dict | None = None) -> Datasette:
     return Datasette(
         files=[str(published.operations_path)],
         immutables=[str(published.path)],
         metadata=served_metadata(os.environ, metadata or api_metadata()),
         plugins_dir=str(PLUGINS),
+        settings=settings,
     )
 
 

@@ -1,17 +1,22 @@
-"""/api/v1/books*, /api/v1/categories: shapes, figures equal to the database's, bad input as JSON 4xx."""
+"""/api/v1/books*, /api/v1/categories: shapes, figures equal to the database's, keyset pages, capped
+totals, the title index against Python's casefold, bad input (and a stopped query) as JSON 4xx/503."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from api_support import assert_error, value
+from api_support import assert_error, make_datasette, value
 from support import query
 
+from books_scraper.api import books
+from books_scraper.api.params import MAX_OFFSET, SORT_CHOICES, Cursor, encode_cursor
 from books_scraper.storage import BOOK_COLUMNS
 
 BOOK_KEYS = set(BOOK_COLUMNS) | {"category", "category_slug"}
+PAGE_KEYS = {"books", "total", "total_exact", "limit", "offset", "next"}
 
 
 async def get_json(api, path):
@@ -38,13 +43,13 @@ async def test_list_pages_through_every_book_once(api, published_db):
     url = "/api/v1/books?limit=300"
     while url:
         page = await get_json(api, url.replace("http://localhost", ""))
-        assert set(page) == {"books", "total", "limit", "offset", "next"}
+        assert set(page) == PAGE_KEYS
         assert all(set(book) == BOOK_KEYS for book in page["books"])
         seen += [book["id"] for book in page["books"]]
         url = page["next"]
     expected = [r["id"] for r in query(published_db.path, "select id from books order by id")]
     assert seen == expected
-    assert page["total"] == len(expected)
+    assert page["total"] == len(expected) and page["total_exact"] is True
 
 
 async def test_list_filters_and_sort_match_sql(api, published_db):
@@ -247,10 +252,12 @@ async def test_bad_input_is_a_json_error(api, path, status, code):
     assert_error(await api.client.get(path), status, code)
 
 
-async def test_the_largest_offset_is_an_empty_page(api, published_db):
-    response = await api.client.get(f"/api/v1/books?offset={2**63 - 1}")
-    assert response.status_code == 200, response.text
-    assert response.json()["books"] == [] and response.json()["next"] is None
+async def test_the_deepest_offset_is_an_empty_page_and_past_it_says_follow_next(api, published_db):
+    assert value(published_db.path, "select count(*) from books") < MAX_OFFSET
+    page = await get_json(api, f"/api/v1/books?offset={MAX_OFFSET}")
+    assert page["books"] == [] and page["next"] is None and page["offset"] == MAX_OFFSET
+    body = assert_error(await api.client.get(f"/api/v1/books?offset={MAX_OFFSET + 1}"), 400, "bad_parameter")
+    assert body["details"] == {"parameter": "offset"} and "`next`" in body["error"], body
 
 
 @pytest.mark.parametrize("method", ["post", "put", "delete", "patch"])
@@ -264,3 +271,158 @@ async def test_search_route_is_not_taken_for_an_id(api):
     assert "books" in await get_json(api, "/api/v1/books/search?title=a")
     assert "books" in await get_json(api, "/api/v1/books/top-rated")
     assert "books" in await get_json(api, "/api/v1/books/price-range?min=1")
+
+
+def local(url: str) -> str:
+    return url.removeprefix("http://localhost")
+
+
+async def follow(api, url: str) -> list[dict]:
+    """Every book of a list, following `next` to the end; each next link carries a cursor, no offset."""
+    seen = []
+    while url:
+        page = await get_json(api, url)
+        seen += page["books"]
+        url = page["next"] and local(page["next"])
+        if url:
+            query_string = parse_qs(urlsplit(url).query)
+            assert "after" in query_string and "offset" not in query_string, url
+    return seen
+
+
+def sql_order(sort: str) -> str:
+    """The documented order of a sort: its column, then the id, both the same way."""
+    column, way = sort.lstrip("-"), "desc" if sort.startswith("-") else "asc"
+    return f"order by b.{column} {way}, b.id {way}" if column != "id" else f"order by b.id {way}"
+
+
+# Lists in every order, in pages of 97 (pages end inside runs of equal prices, ratings and titles).
+KEYSET_LISTS = [
+    *(pytest.param(f"/api/v1/books?sort={sort}", "", sort, id=f"books-by-{sort}") for sort in SORT_CHOICES),
+    pytest.param("/api/v1/books?min_rating=3&sort=-price", "b.rating >= 3", "-price", id="books-rated-3-up-by-price"),
+    pytest.param("/api/v1/books/price-range?min=20&max=40", "b.price between 20 and 40", "price", id="price-range"),
+    pytest.param("/api/v1/books/price-range?min=20&sort=-title", "b.price >= 20", "-title", id="price-range-by-title"),
+    pytest.param("/api/v1/books/top-rated?", "", "-rating", id="top-rated"),
+    pytest.param("/api/v1/books/search?title=the", "instr(lower(b.title), 'the')", "title", id="search-the"),
+    pytest.param("/api/v1/books/search?title=e&sort=rating", "instr(lower(b.title), 'e')", "rating",
+                 id="search-one-letter-by-rating"),
+]
+
+
+@pytest.mark.parametrize("path,where,sort", KEYSET_LISTS)
+async def test_following_next_pages_through_the_sql_order_once(api, published_db, path, where, sort):
+    books_seen = await follow(api, f"{path}&limit=97")
+    expected = query(
+        published_db.path, f"select b.id from books b {'where ' + where if where else ''} {sql_order(sort)}"
+    )
+    assert [b["id"] for b in books_seen] == [r["id"] for r in expected]
+    assert len(expected) > 97, "several pages"
+
+
+async def test_a_cursor_page_is_the_offset_page_at_the_same_place(api):
+    first = await get_json(api, "/api/v1/books?sort=-rating&limit=40")
+    by_cursor = await get_json(api, local(first["next"]))
+    by_offset = await get_json(api, "/api/v1/books?sort=-rating&limit=40&offset=40")
+    assert by_cursor["books"] == by_offset["books"] and by_cursor["total"] == by_offset["total"]
+
+
+async def cursor_of(api, path: str) -> str:
+    return parse_qs(urlsplit((await get_json(api, path))["next"]).query)["after"][0]
+
+
+def changed(cursor: str) -> str:
+    """The cursor with one character of its body changed: still the pattern, no longer the checksum."""
+    body, dot, checksum = cursor.partition(".")
+    return ("B" if body[0] != "B" else "C") + body[1:] + dot + checksum
+
+
+@pytest.mark.parametrize(
+    "make_query",
+    [
+        pytest.param(lambda c: {"after": changed(c)}, id="a-changed-cursor"),
+        pytest.param(lambda c: {"after": c[:-1] + ("A" if c[-1] != "A" else "B")}, id="a-changed-checksum"),
+        pytest.param(lambda c: {"after": c.split(".")[0][:-2] + "." + c.split(".")[1]}, id="a-cut-cursor"),
+        pytest.param(lambda c: {"after": c, "sort": "price"}, id="a-cursor-of-another-sort"),
+        pytest.param(lambda c: {"after": c, "offset": "10"}, id="a-cursor-with-an-offset"),
+        pytest.param(lambda c: {"after": "!" + c}, id="a-cursor-not-in-the-pattern"),
+    ],
+)
+async def test_a_bad_cursor_is_a_400_naming_after(api, make_query):
+    cursor = await cursor_of(api, "/api/v1/books?sort=-price&limit=5")
+    response = await api.client.get("/api/v1/books?" + urlencode({"sort": "-price", **make_query(cursor)}))
+    body = assert_error(response, 400, "bad_parameter")
+    assert body["details"] == {"parameter": "after"}, body
+
+
+async def test_a_cursor_is_its_routes_only(api):
+    cursor = await cursor_of(api, "/api/v1/books/price-range?min=1&limit=5")
+    assert_error(await api.client.get(f"/api/v1/books?sort=price&after={cursor}"), 400, "bad_parameter")
+    assert (await api.client.get(f"/api/v1/books/price-range?min=1&after={cursor}")).status_code == 200
+
+
+async def test_a_well_formed_cursor_past_the_end_is_an_empty_last_page(api, published_db):
+    top = value(published_db.path, "select max(id) from books")
+    cursor = encode_cursor("/api/v1/books", Cursor("id", None, top))
+    page = await get_json(api, f"/api/v1/books?after={cursor}")
+    assert page["books"] == [] and page["next"] is None
+
+
+async def test_totals_without_other_filters_come_from_the_category_figures(api, published_db):
+    """Equal to counting the books, with the category matched the way the filter matches it."""
+    category = query(published_db.path, "select name, slug from categories order by id limit 1 offset 1")[0]
+    books_in = value(
+        published_db.path, "select count(*) from books b join categories c on c.id = b.category_id where c.slug = ?",
+        [category["slug"]],
+    )
+    for ask in (category["name"].upper(), category["slug"]):
+        page = await get_json(api, f"/api/v1/books?category={ask}&limit=1")
+        assert (page["total"], page["total_exact"]) == (books_in, True)
+    fragment_ = category["name"][1:4].swapcase()
+    like = value(
+        published_db.path, "select count(*) from books b join categories c on c.id = b.category_id"
+        " where instr(lower(c.name), lower(?))", [fragment_],
+    )
+    page = await get_json(api, f"/api/v1/books/search?category={fragment_}&limit=1")
+    assert (page["total"], page["total_exact"]) == (like, True)
+    assert books.total_query(books.BookFilters(category="x"))[0] == books.CATEGORY_TOTALS["category"]
+
+
+async def test_a_filtered_total_stops_at_the_cap_and_says_so(api, published_db, monkeypatch):
+    rated = value(published_db.path, "select count(*) from books where rating >= 2")
+    monkeypatch.setattr(books, "COUNT_CAP", 10)
+    page = await get_json(api, "/api/v1/books?min_rating=2&limit=3")
+    assert (page["total"], page["total_exact"]) == (10, False)
+    assert len(await follow(api, "/api/v1/books?min_rating=2&limit=300")) == rated > 10
+    few = await get_json(api, f"/api/v1/books/search?title={published_db.plain_title()}")
+    assert few["total"] == len(few["books"]) <= 10 and few["total_exact"] is True
+
+
+def title_terms(titles: list[str]) -> list[str]:
+    """Search terms of every kind the trigram index must answer exactly: drawn from the titles (in other
+    case), short ones (1-2 characters: no trigram), LIKE wildcards, quotes and FTS5 syntax, non-ASCII."""
+    terms = ["a", "E", "th", "Th", "%", "_", "%_", '"', "'", "*", "(", "AND", "OR", "NEAR", '"the"', "the*",
+             "é", "É", "ß", "SS", "ſ", "İ", "\\", "  ", ": "]
+    for index, title in enumerate(titles[:: max(1, len(titles) // 40)]):
+        start = index % max(1, len(title) - 3)
+        terms += [title[start : start + 3 + index % 6].swapcase(), title[-2:].upper()]
+    non_ascii = [char for title in titles for char in title if ord(char) > 127]
+    return terms + [char.upper() for char in dict.fromkeys(non_ascii)][:10]
+
+
+async def test_title_search_is_the_casefolded_contains_for_every_kind_of_term(api, published_db):
+    titles = {r["id"]: r["title"] for r in query(published_db.path, "select id, title from books")}
+    for term in title_terms(list(titles.values())):
+        page = await get_json(api, "/api/v1/books/search?" + urlencode({"title": term, "limit": 1000}))
+        expected = sorted(id_ for id_, title in titles.items() if term.casefold() in title.casefold())
+        assert sorted(b["id"] for b in page["books"]) == expected, term
+        assert (page["total"], page["total_exact"]) == (len(expected), True), term
+
+
+async def test_a_query_stopped_by_the_time_limit_is_a_503_with_retry_after(published_db, api_env):
+    """A real query, the real limit: at 1 ms with a check at every SQLite instruction, the search's
+    count over every title cannot finish."""
+    api = make_datasette(published_db, settings={"sql_time_limit_ms": 1})
+    response = await api.client.get("/api/v1/books/search?title=e&sort=-price")
+    body = assert_error(response, 503, "query_timeout")
+    assert response.headers["retry-after"].isdigit() and "time limit" in body["error"]
+    assert body["details"] == {"time_limit_ms": 1}

@@ -3,20 +3,26 @@ their views and their SQL.
 
 One SELECT shape for every book response (training data reads it too) and the WHERE clauses the
 filters build. Filters and sorts touch only indexed columns (price, rating, category_id, in_stock,
-title) or the FTS table, so lists stay cheap whatever the catalogue's size.
+title) or full-text tables (books_fts for q, title_search's trigram index for title), and pages follow
+a keyset cursor (web.keyset_sql), so lists stay cheap whatever the catalogue's size. Totals come from
+the aggregates computed at publication (category_figures) when only categories filter, else from a
+count capped at web.COUNT_CAP rows.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from books_scraper.api.cache import cache
 from books_scraper.api.errors import ApiError
-from books_scraper.api.params import BOOK_SORTS, page_of, query_values
-from books_scraper.api.web import api_route, books_database, json_response, page_body
+from books_scraper.api.params import BOOK_SORTS, TOP_RATED_SORT, page_of, query_values
+from books_scraper.api.web import (
+    COUNT_CAP, Keyset, api_route, books_database, cursor_page_body, json_response, keyset_sql, next_cursor,
+    page_body,
+)
 from books_scraper.storage import BOOK_COLUMNS
+from books_scraper.title_search import title_condition
 
 BOOK_SELECT = (
     "select "
@@ -31,7 +37,18 @@ CATEGORY_FIGURES_SELECT = (
     " avg(b.rating) from categories c left join books b on b.category_id = c.id"
     " group by c.id order by c.name"
 )
-SORTS = {name: f"b.{name}" for name in BOOK_SORTS}  # each an indexed column
+# /api/v1/categories: every category with its book count, from the figures computed at publication.
+CATEGORY_COUNTS_SELECT = (
+    "select category_id as id, name, slug, url, books as book_count from category_figures order by name"
+)
+# Totals without counting books: the per-category figures (categories match as the filters do).
+CATEGORY_TOTALS = {
+    "category": "select coalesce(sum(books), 0) from category_figures"
+    " where casefold(name) = casefold(:category) or casefold(slug) = casefold(:category)",
+    "category_like": "select coalesce(sum(books), 0) from category_figures"
+    " where casefold(name) like casefold(:category_like) escape '\\'",
+    None: "select coalesce(sum(books), 0) from category_figures",
+}
 
 
 # Filters that compare one indexed column with the parameter of the same name.
@@ -55,7 +72,8 @@ class BookFilters:
     q: str | None = None  # full-text, already an FTS5 query
 
 
-def where_clause(filters: BookFilters) -> tuple[str, dict]:
+def where_clause(filters: BookFilters) -> tuple[list[str], dict]:
+    """(conditions to AND, their params)."""
     conditions: list[str] = []
     params: dict = {}
     if filters.category is not None:
@@ -71,8 +89,9 @@ def where_clause(filters: BookFilters) -> tuple[str, dict]:
         )
         params["category_like"] = like_pattern(filters.category_like)
     if filters.title_like is not None:
-        conditions.append("casefold(b.title) like casefold(:title_like) escape '\\'")
-        params["title_like"] = like_pattern(filters.title_like)
+        condition, title_params = title_condition(filters.title_like)
+        conditions.append(condition)
+        params.update(title_params)
     for name, condition in COMPARISONS.items():
         value = getattr(filters, name)
         if value is not None:
@@ -81,22 +100,32 @@ def where_clause(filters: BookFilters) -> tuple[str, dict]:
     if filters.q is not None:
         conditions.append("b.id in (select rowid from books_fts where books_fts match :q)")
         params["q"] = filters.q
-    return (" where " + " and ".join(conditions)) if conditions else "", params
+    return conditions, params
 
 
-def order_clause(sort: str) -> str:
-    """'-price' -> order by b.price desc, b.id: the id makes pages stable."""
-    column = SORTS[sort.lstrip("-")]
-    direction = "desc" if sort.startswith("-") else "asc"
-    return f" order by {column} {direction}, b.id {direction}"
+def keyset_of(sort: str) -> Keyset:
+    """'-price' -> by b.price descending, then b.id descending: the id makes pages stable."""
+    name = sort.lstrip("-")
+    column = None if name == "id" else f"b.{name}"  # each an indexed, NOT NULL column
+    return Keyset(sort, column, None if column is None else name, descending=sort.startswith("-"))
 
 
-def list_query(filters: BookFilters, sort: str, limit: int, offset: int) -> tuple[str, str, dict]:
-    """(page SQL, count SQL, params) for a filtered, sorted page of books."""
-    where, params = where_clause(filters)
-    page_sql = f"{BOOK_SELECT}{where}{order_clause(sort)} limit :limit offset :offset"
-    count_sql = f"select count(*) from books b{where}"
-    return page_sql, count_sql, {**params, "limit": limit, "offset": offset}
+def list_query(filters: BookFilters, keyset: Keyset, page) -> tuple[str, dict]:
+    """(page SQL, params) for a filtered, sorted page of books (limit + 1 rows)."""
+    conditions, params = where_clause(filters)
+    page_sql, page_params = keyset_sql(BOOK_SELECT, conditions, keyset, page)
+    return page_sql, {**params, **page_params}
+
+
+def total_query(filters: BookFilters) -> tuple[str, dict, bool]:
+    """(SQL of the total, params, whether it is exact): a category figure when only categories
+    filter, else a count that stops at COUNT_CAP + 1 rows (answered as COUNT_CAP, not exact)."""
+    conditions, params = where_clause(filters)
+    if replace(filters, category=None, category_like=None) == BookFilters():
+        key = "category" if filters.category is not None else "category_like" if filters.category_like else None
+        return CATEGORY_TOTALS[key], params, True
+    where = " where " + " and ".join(conditions)
+    return f"select count(*) from (select 1 from books b{where} limit {COUNT_CAP + 1})", params, False
 
 
 def casefold(text):
@@ -131,15 +160,8 @@ def category_figures(conn: sqlite3.Connection) -> list[tuple]:
     return conn.execute(CATEGORY_FIGURES_SELECT).fetchall()
 
 
-def category_counts(conn: sqlite3.Connection) -> list[dict]:
-    return [
-        {"id": id_, "name": name, "slug": slug, "url": url, "book_count": count}
-        for id_, name, slug, url, count, *_figures in category_figures(conn)
-    ]
-
-
 async def list_books(request, datasette):
-    args = query_values("/api/v1/books", request.args)
+    args = query_values(LIST, request.args)
     filters = BookFilters(
         category=args["category"],
         min_price=args["min_price"],
@@ -148,24 +170,24 @@ async def list_books(request, datasette):
         in_stock=args["in_stock"],
         q=fts_query(args["q"]) if args["q"] else None,
     )
-    return await _book_page(request, datasette, filters, args)
+    return await _book_page(request, datasette, LIST, filters, args)
 
 
 async def search_books(request, datasette):
-    args = query_values("/api/v1/books/search", request.args)
+    args = query_values(SEARCH, request.args)
     filters = BookFilters(title_like=args["title"], category_like=args["category"])
-    return await _book_page(request, datasette, filters, args)
+    return await _book_page(request, datasette, SEARCH, filters, args)
 
 
 async def top_rated(request, datasette):
-    args = query_values("/api/v1/books/top-rated", request.args)
-    return await _book_page(request, datasette, BookFilters(), {**args, "sort": "-rating"})
+    args = query_values(TOP_RATED, request.args)
+    return await _book_page(request, datasette, TOP_RATED, BookFilters(), {**args, "sort": TOP_RATED_SORT})
 
 
 async def price_range(request, datasette):
-    args = query_values("/api/v1/books/price-range", request.args)
+    args = query_values(PRICE_RANGE, request.args)
     filters = BookFilters(min_price=args["min"], max_price=args["max"])
-    return await _book_page(request, datasette, filters, args)
+    return await _book_page(request, datasette, PRICE_RANGE, filters, args)
 
 
 async def one_book(request, datasette):
@@ -179,18 +201,27 @@ async def one_book(request, datasette):
 
 async def categories(request, datasette):
     page = page_of(query_values("/api/v1/categories", request.args))
-    rows = await cache.get(books_database(datasette), "category_counts", category_counts)
+    rows = [dict(row) for row in (await books_database(datasette).execute(CATEGORY_COUNTS_SELECT)).rows]
     window = rows[page.offset : page.offset + page.limit]
     return json_response(page_body(request, datasette, "categories", window, len(rows), page))
 
 
-async def _book_page(request, datasette, filters, args):
-    page = page_of(args)
-    page_sql, count_sql, params = list_query(filters, args["sort"], page.limit, page.offset)
+async def _book_page(request, datasette, path: str, filters: BookFilters, args: dict):
+    page = page_of(args, path)
+    keyset = keyset_of(args["sort"])
+    page_sql, params = list_query(filters, keyset, page)
+    total_sql, total_params, exact = total_query(filters)
     db = books_database(datasette)
-    total = (await db.execute(count_sql, params)).single_value()
-    rows = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
-    return json_response(page_body(request, datasette, "books", rows, total, page))
+    total = (await db.execute(total_sql, total_params)).single_value()
+    fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
+    rows, after = next_cursor(path, keyset, fetched, page)
+    if not exact:  # the count stopped at COUNT_CAP + 1 rows: more than COUNT_CAP match
+        exact, total = total <= COUNT_CAP, min(total, COUNT_CAP)
+    return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
+
+
+LIST, SEARCH = "/api/v1/books", "/api/v1/books/search"
+TOP_RATED, PRICE_RANGE = "/api/v1/books/top-rated", "/api/v1/books/price-range"
 
 
 # [0-9]+ ids (not \d, which takes any Unicode digit): /books/search, /books/top-rated and

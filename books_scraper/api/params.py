@@ -8,6 +8,9 @@ out (OpenAPI `allowEmptyValue`), integers and numbers are plain JSON-style liter
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -65,6 +68,8 @@ class Param:
     schema: dict
     description: str
     convert: Callable[[str, str], Any] = _to_text
+    advice: str = ""  # what to do instead, added to a bound's error message
+
 
     @property
     def default(self) -> Any:
@@ -85,11 +90,11 @@ class Param:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise bad_parameter(name, f"{name} is longer than {schema['maxLength']} characters")
         if "pattern" in schema and not pattern_matches(schema["pattern"], value):
-            raise bad_parameter(name, f"{name} must match {schema['pattern']}; got {raw!r}")
+            raise bad_parameter(name, f"{name} must match {schema['pattern']}; got {raw!r}{self.advice}")
         if "minimum" in schema and value < schema["minimum"]:
             raise bad_parameter(name, f"{name} must be >= {schema['minimum']}")
         if "maximum" in schema and value > schema["maximum"]:
-            raise bad_parameter(name, f"{name} must be <= {schema['maximum']}")
+            raise bad_parameter(name, f"{name} must be <= {schema['maximum']}{self.advice}")
 
     def openapi(self) -> dict:
         return {
@@ -135,12 +140,81 @@ def text(name: str, description: str, pattern: str | None = None) -> Param:
 
 def page(default: int | None, maximum: int = 1000, default_text: str | None = None) -> tuple[Param, Param]:
     """limit (1..maximum) and offset (>= 0); a None default: every row unless limit is given."""
+    return (limit_param(default, maximum, default_text), integer("offset", "rows to skip", 0, minimum=0))
+
+
+def limit_param(default: int | None, maximum: int = 1000, default_text: str | None = None) -> Param:
     limit_text = f"rows per page, 1-{maximum}" if maximum < INT_MAX else "rows per page"
     if default_text or default is not None:
         limit_text += f" (default {default_text or default})"
+    return integer("limit", limit_text, default, minimum=1, maximum=maximum)
+
+
+# Keyset (cursor) pagination. A list ordered by (sort value, id) hands out `next` links that carry
+# `after=<cursor>`, the last row's sort value and id: the next page starts right after that row, found
+# by index, so page 10,000 costs what page 1 does. OFFSET stays for short jumps, up to MAX_OFFSET.
+MAX_OFFSET = 10_000
+CURSOR = "after"
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,2000}\.[A-Za-z0-9_-]{8}$"
+# The checksum detects a cursor changed or cut short by hand, or moved to another route. It is not a
+# secret: a forged cursor could only start a page at a position the client could filter for anyway.
+_CURSOR_KEY = b"books-api-cursor-1"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a keyset page starts: right after the row that had this sort value and id."""
+
+    sort: str  # the sort it was made for ("-price"); a cursor only continues its own order
+    value: Any  # the last row's sort value (None when the order is the id alone)
+    id: int
+
+
+def _checksum(path: str, payload: bytes) -> str:
+    digest = hashlib.blake2b(path.encode() + b"\n" + payload, digest_size=6, key=_CURSOR_KEY).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def encode_cursor(path: str, cursor: Cursor) -> str:
+    """The opaque `after` value of `path`'s next page: base64url JSON, a dot, its checksum."""
+    payload = json.dumps([cursor.sort, cursor.value, cursor.id], separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=") + "." + _checksum(path, payload)
+
+
+def decode_cursor(path: str, text: str) -> Cursor | None:
+    """The cursor `encode_cursor(path, ...)` made, or None for anything else (malformed, changed,
+    another route's)."""
+    body, _, checksum = text.partition(".")
+    try:
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        if not checksum or checksum != _checksum(path, payload):
+            return None
+        sort, value, id_ = json.loads(payload)
+    except (ValueError, TypeError):  # bad base64, JSON or shape (binascii.Error is a ValueError)
+        return None
+    if not isinstance(sort, str) or type(id_) is not int or not isinstance(value, (str, int, float, type(None))):
+        return None
+    return Cursor(sort, value, id_)
+
+
+def keyset_page(default: int, maximum: int = 1000) -> tuple[Param, Param, Param]:
+    """limit, offset (0..MAX_OFFSET) and after: a list paged by cursor (`next`), jumps by offset."""
     return (
-        integer("limit", limit_text, default, minimum=1, maximum=maximum),
-        integer("offset", "rows to skip", 0, minimum=0),
+        limit_param(default, maximum),
+        Param(
+            "offset",
+            {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+            f"rows to skip, at most {MAX_OFFSET}: deeper pages are reached by following `next`",
+            _to_integer,
+            advice=": deeper pages are reached by following `next` (a cursor, as fast at any depth)",
+        ),
+        Param(
+            CURSOR,
+            {"type": "string", "pattern": CURSOR_PATTERN, "maxLength": 2009},
+            "start right after this cursor: the `after` of a `next` link of this route with the same sort "
+            "(opaque); not with offset",
+            advice=": a cursor is the opaque `after` of a `next` link, to be sent back as given",
+        ),
     )
 
 
@@ -171,6 +245,33 @@ def at_least_one(*names: str) -> Rule:
     )
 
 
+def cursor_rules(path: str, sort: str | None = None) -> tuple[Rule, Rule]:
+    """A keyset route's rules: `after` is one of its own cursors for the order asked (the `sort`
+    parameter, else the route's fixed `sort`), and it comes without offset."""
+
+    def follows(values: dict) -> bool:
+        if values[CURSOR] is None:
+            return True
+        cursor = decode_cursor(path, values[CURSOR])
+        return cursor is not None and cursor.sort == values.get("sort", sort)
+
+    return (
+        Rule(
+            "after must be the `after` of a `next` link this route gave, with the same sort (400 bad_parameter)",
+            follows,
+            lambda: bad_parameter(
+                CURSOR, "after is not a cursor of this route and sort (malformed, changed, or made for another "
+                "route or sort): follow `next` as given, or start again without after",
+            ),
+        ),
+        Rule(
+            "give after or offset, not both (400 bad_parameter)",
+            lambda v: v[CURSOR] is None or v["offset"] == 0,
+            lambda: bad_parameter(CURSOR, "give after or offset, not both: `next` links carry after alone"),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class Query:
     """A route's query parameters and the rules between them."""
@@ -196,20 +297,25 @@ class Query:
         return "; ".join(rule.description for rule in self.rules)
 
 
-def page_of(values: dict) -> Page:
-    return Page(limit=values["limit"], offset=values["offset"])
+def page_of(values: dict, path: str | None = None) -> Page:
+    """The page asked for; on a keyset route (`path` given), with its decoded cursor if any (the
+    route's rules have checked it)."""
+    after = values.get(CURSOR) if path is not None else None
+    return Page(limit=values["limit"], offset=values["offset"], after=after and decode_cursor(path, after))
 
 
 @dataclass(frozen=True)
 class Page:
     limit: int
     offset: int
+    after: Cursor | None = None
 
 
 # Each route's query parameters, declared once: the views parse with these, openapi.py describes them.
 SORT = "order; '-' for descending"
 BOOK_SORTS = ("id", "price", "rating", "title")
 SORT_CHOICES = [prefix + name for name in BOOK_SORTS for prefix in ("", "-")]
+TOP_RATED_SORT = "-rating"  # /books/top-rated's one order (best first, then newest id)
 SPLIT = (
     choice("split", "deterministic split", ["all", "train", "test"], "all"),
     number("test_size", "share of books in test", 0.2, minimum=0, maximum=1),
@@ -228,28 +334,30 @@ QUERIES: dict[str, Query] = {
                 "word (a letter, digit or _, in any script)", pattern=r"\w",
             ),
             choice("sort", SORT, SORT_CHOICES, "id"),
-            *page(50),
+            *keyset_page(50),
         ),
-        (ordered("min_price", "max_price"),),
+        (ordered("min_price", "max_price"), *cursor_rules("/api/v1/books")),
     ),
     "/api/v1/books/search": Query(
         (
             text("title", "part of the title, any case"),
             text("category", "part of the category name, any case"),
             choice("sort", SORT, SORT_CHOICES, "title"),
-            *page(50),
+            *keyset_page(50),
         ),
-        (at_least_one("title", "category"),),
+        (at_least_one("title", "category"), *cursor_rules("/api/v1/books/search")),
     ),
-    "/api/v1/books/top-rated": Query(page(10)),
+    "/api/v1/books/top-rated": Query(
+        keyset_page(10), cursor_rules("/api/v1/books/top-rated", TOP_RATED_SORT)
+    ),
     "/api/v1/books/price-range": Query(
         (
             number("min", "lowest price", minimum=0),
             number("max", "highest price", minimum=0),
             choice("sort", SORT, SORT_CHOICES, "price"),
-            *page(50),
+            *keyset_page(50),
         ),
-        (ordered("min", "max"),),
+        (ordered("min", "max"), *cursor_rules("/api/v1/books/price-range")),
     ),
     "/api/v1/categories": Query(page(1000)),
     "/api/v1/ml/features": Query(

@@ -8,16 +8,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from dataclasses import dataclass
+
+from datasette.database import QueryInterrupted
 from datasette.utils import actor_matches_allow
 from datasette.utils.asgi import Response
 
 from books_scraper.api.config import ACTIONS, api_config
-from books_scraper.api.errors import ApiError
-from books_scraper.api.params import Page
+from books_scraper.api.errors import ApiError, query_interrupted
+from books_scraper.api.params import CURSOR, Cursor, Page, encode_cursor
 from books_scraper.web.observability import note_actor
 from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE
 
 API_PREFIX = "/api/v1"
+# A filtered list counts at most this many rows: past it, `total` is COUNT_CAP and `total_exact` false.
+COUNT_CAP = 10_000
 
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
@@ -63,19 +68,102 @@ def api_route(**handlers: Handler) -> Callable:
             return await handler(request, datasette)
         except ApiError as error:
             return error_response(error)
+        except QueryInterrupted:  # stopped at the SQL time limit: not a server fault
+            return error_response(query_interrupted(datasette.setting("sql_time_limit_ms")))
 
     view.methods = declared  # read by the OpenAPI test (HEAD is implied by GET)
     return view
 
 
-def page_body(request, datasette, key: str, rows: list, total: int, page: Page) -> dict:
-    """The list envelope every paginated route answers with."""
+def page_body(
+    request, datasette, key: str, rows: list, total: int, page: Page, total_exact: bool = True
+) -> dict:
+    """The list envelope every paginated route answers with; `next` by offset."""
     next_url = None
     if page.offset + len(rows) < total:
         query = [(k, v) for k, v in parse_qsl(request.query_string) if k not in ("limit", "offset")]
         query += [("limit", str(page.limit)), ("offset", str(page.offset + page.limit))]
         next_url = datasette.absolute_url(request, f"{request.path}?{urlencode(query)}")
-    return {key: rows, "total": total, "limit": page.limit, "offset": page.offset, "next": next_url}
+    return _envelope(key, rows, total, total_exact, page, next_url)
+
+
+def cursor_page_body(
+    request, datasette, key: str, rows: list, total: int, page: Page, next_cursor: str | None,
+    total_exact: bool = True,
+) -> dict:
+    """The same envelope on a keyset route: `next` carries `after=<next_cursor>` (no offset)."""
+    next_url = None
+    if next_cursor is not None:
+        query = [(k, v) for k, v in parse_qsl(request.query_string) if k not in ("limit", "offset", CURSOR)]
+        query += [("limit", str(page.limit)), (CURSOR, next_cursor)]
+        next_url = datasette.absolute_url(request, f"{request.path}?{urlencode(query)}")
+    return _envelope(key, rows, total, total_exact, page, next_url)
+
+
+def _envelope(key: str, rows: list, total: int, total_exact: bool, page: Page, next_url: str | None) -> dict:
+    return {
+        key: rows, "total": total, "total_exact": total_exact, "limit": page.limit, "offset": page.offset,
+        "next": next_url,
+    }
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A list's order for keyset paging: its sort column (None: the id alone), then the id, both one
+    way. Each is given as SQL (`b.price`) and as its name in the SELECT's output (`price`); the sort
+    column must be NOT NULL, and an index on it (SQLite's index entries end with the rowid) makes
+    every page an index range."""
+
+    sort: str  # as the client asked it ("-price"): the cursor keeps it
+    column: str | None
+    name: str | None
+    descending: bool = False
+    id_column: str = "b.id"
+    id_name: str = "id"
+
+
+def keyset_sql(select: str, conditions: list[str], keyset: Keyset, page: Page) -> tuple[str, dict]:
+    """(SQL, params) of a page: `select` filtered by `conditions` (ANDed), in the keyset's order, from
+    the page's cursor (or offset), limit + 1 rows so the caller knows whether a next page exists.
+
+    After a cursor (v, i) the page is the rows with the same sort value and a later id, then the rows
+    with a later sort value: two index ranges, each seeked to directly. (A row value comparison
+    `(price, id) > (v, i)` seeks on the price alone and walks every row at that price first.)"""
+    way, later = ("desc", "<") if keyset.descending else ("asc", ">")
+    by_id = f"order by {keyset.id_column} {way}"
+    order = f"order by {keyset.column} {way}, {keyset.id_column} {way}" if keyset.column else by_id
+    params = {"page_rows": page.limit + 1}
+    cursor = page.after
+    if cursor is None:
+        params["page_offset"] = page.offset
+        return f"{select}{_where(conditions)} {order} limit :page_rows offset :page_offset", params
+    params["after_id"] = cursor.id
+    same_or_id = [*conditions, f"{keyset.id_column} {later} :after_id"]
+    if keyset.column is None:
+        return f"{select}{_where(same_or_id)} {order} limit :page_rows", params
+    params["after_value"] = cursor.value
+    same_value = f"{select}{_where([*same_or_id, f'{keyset.column} = :after_value'])} {by_id} limit :page_rows"
+    later_value = f"{select}{_where([*conditions, f'{keyset.column} {later} :after_value'])} {order} limit :page_rows"
+    sql = (
+        f"select * from ({same_value}) union all select * from ({later_value})"
+        f" order by {keyset.name} {way}, {keyset.id_name} {way} limit :page_rows"
+    )
+    return sql, params
+
+
+def next_cursor(path: str, keyset: Keyset, rows: list, page: Page) -> tuple[list, str | None]:
+    """(the page's rows, the cursor of the next page or None) from the limit + 1 rows keyset_sql
+    fetched: a next page exists exactly when the extra row came."""
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    last = rows[-1]
+    value = last[keyset.name] if keyset.name else None
+    return rows, encode_cursor(path, Cursor(keyset.sort, value, last[keyset.id_name]))
+
+
+def _where(conditions: list[str]) -> str:
+    return (" where " + " and ".join(conditions)) if conditions else ""
 
 
 def is_json_media_type(content_type: str | None) -> bool:
