@@ -137,6 +137,23 @@ def test_dashboard_draws_its_charts(page, published_db):
     expect(page.locator("#chart-books-per-category svg.marks g.mark-rect path")).to_have_count(1)
 
 
+def test_dashboard_category_filter_names_its_empty_choice(page, published_db):
+    total = rows(published_db.path, "select count(*) from books")[0][0]
+    page.goto("/-/dashboards/books")
+    category = page.locator("select[name=category]")
+    expect(category.locator("option:checked")).to_have_text("All categories")  # not a blank box
+    name = rows(published_db.path, "select name from categories order by name limit 1")[0][0]
+    category.select_option(name)
+    page.locator("input[type=submit][value=Apply]").click()
+    page.wait_for_url("**category=**")
+    expect(category.locator("option:checked")).to_have_text(name)
+    category.select_option(label="All categories")  # back to the whole catalogue
+    page.locator("input[type=submit][value=Apply]").click()
+    page.wait_for_url("**category=")
+    expect(category.locator("option:checked")).to_have_text("All categories")
+    expect(page.locator("#chart-total-books p")).to_have_text(str(total))
+
+
 def test_operations_dashboard_draws_its_charts(page, published_db):
     ops = published_db.operations_path
     bars = {  # one bar per row each chart's query returns (the crawl journal of the session's crawl)
