@@ -118,3 +118,18 @@ async def test_a_trailing_slash_redirects_to_the_route(api):
 async def test_read_routes_refuse_post_with_405(api, path):
     response = await api.client.post(path, json={})
     assert_error(response, 405, "method_not_allowed")
+
+
+async def test_figures_are_the_ones_stored_at_publication(published_copy, api_env):
+    """The routes read the aggregates written at publication, not the books: emptied behind their back
+    (never done to a published file), the books do not change the figures or the readiness count."""
+    total = value(published_copy.path, "select count(*) from books")
+    with sqlite3.connect(published_copy.path) as conn:
+        conn.execute("delete from books")
+    conn.close()
+    ds = make_datasette(published_copy)
+    assert (await ds.client.get("/api/v1/stats/overview")).json()["total_books"] == total
+    assert (await ds.client.get("/api/v1/health")).json()["books"] == total
+    assert (await ds.client.get("/api/v1/ready")).json()["books"] == total
+    categories = (await ds.client.get("/api/v1/stats/categories")).json()
+    assert sum(category["total_books"] for category in categories) == total

@@ -17,7 +17,8 @@ LAST_PUBLISHED_SQL = (
     f"select {CRAWL_COLUMNS} from crawl_runs where status = 'published' order by id desc limit 1"
 )
 LATEST_ATTEMPT_SQL = f"select {CRAWL_COLUMNS} from crawl_runs order by id desc limit 1"
-READY_SQL = "select count(*) from books"
+# The count written at publication (books_scraper/aggregates.py): no count over a large catalogue.
+READY_SQL = "select count from table_counts where name = 'books'"
 
 
 async def health(request, datasette):
@@ -40,12 +41,13 @@ async def health(request, datasette):
 
 
 async def ready(request, datasette):
-    """Ready once the served books database has a readable books table (a crawl published it)."""
+    """Ready once the served books database has its books and their counts (a crawl published it)."""
     try:
         db = books_database(datasette)
-        books = (await db.execute(READY_SQL)).first()[0] if await db.table_exists("books") else None
+        row = (await db.execute(READY_SQL)).first() if await db.table_exists("table_counts") else None
     except (ApiError, sqlite3.Error):
-        books = None
+        row = None
+    books = row[0] if row else None
     if books is None:
         raise ApiError(503, "not ready: no books database is published yet", "not_ready")
     return json_response({"status": "ready", "books": books})

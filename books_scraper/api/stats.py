@@ -1,5 +1,5 @@
 """Catalogue aggregates: GET /api/v1/stats/overview and /api/v1/stats/categories, their views and
-their SQL, each computed once per published database (cache.py).
+their SQL, read from the figures stored at publication and kept once per published database (cache.py).
 
 /stats/categories is a bare list, the shape the Flask-era clients read (one row per category: ~50)."""
 
@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import sqlite3
 
-from books_scraper.api.books import category_figures
+from books_scraper.aggregates import CATEGORY_FIGURES_SELECT
 from books_scraper.api.cache import cache
 from books_scraper.api.web import api_route, books_database, json_response
+
+# Both read the aggregates stored at publication (books_scraper/aggregates.py): ~50 category rows
+# and ~250 (category, rating) rows, whatever the catalogue's size.
+OVERVIEW_SQL = (
+    "select coalesce(sum(books), 0), total(sum_price), min(min_price), max(max_price),"
+    " coalesce(sum(in_stock), 0), coalesce(sum(total_stock), 0), count(*) from category_figures"
+)
+RATINGS_SQL = "select rating, sum(books) from rating_figures group by rating"
 
 
 def _round(value: float | None, places: int = 2) -> float | None:
@@ -17,17 +25,14 @@ def _round(value: float | None, places: int = 2) -> float | None:
 
 
 def overview(conn: sqlite3.Connection) -> dict:
-    total, average, low, high, in_stock, stock = conn.execute(
-        "select count(*), avg(price), min(price), max(price), coalesce(sum(in_stock = 1), 0),"
-        " coalesce(sum(stock_count), 0) from books"
-    ).fetchone()
+    total, sum_price, low, high, in_stock, stock, categories = conn.execute(OVERVIEW_SQL).fetchone()
     distribution = {str(stars): 0 for stars in range(1, 6)}
-    for rating, count in conn.execute("select rating, count(*) from books group by rating"):
+    for rating, count in conn.execute(RATINGS_SQL):
         distribution[str(rating)] = count
     return {
         "total_books": total,
-        "total_categories": conn.execute("select count(*) from categories").fetchone()[0],
-        "average_price": _round(average),
+        "total_categories": categories,
+        "average_price": _round(sum_price / total) if total else None,
         "min_price": low,
         "max_price": high,
         "rating_distribution": distribution,
@@ -49,7 +54,7 @@ def category_stats(conn: sqlite3.Connection) -> list[dict]:
             "max_price": high,
             "average_rating": _round(rating),
         }
-        for id_, name, slug, _url, count, average, low, high, rating in category_figures(conn)
+        for id_, name, slug, _url, count, average, low, high, rating in conn.execute(CATEGORY_FIGURES_SELECT)
     ]
 
 
