@@ -36,6 +36,12 @@ clean:
 bench: setup
 	$(BIN)/python bench/crawl_bench.py
 
+# The crawl of generated sites of 1k and 100k books served by nginx: books/s and peak RSS at each
+# size, the publication timed apart (the sites are built once under /tmp; about half an hour).
+.PHONY: bench-crawl-scale
+bench-crawl-scale: setup
+	$(BIN)/python bench/crawl_scale.py
+
 # Latency of the main routes beside Datasette's trivial /-/versions.json (needs data/books.db).
 bench-api: setup
 	$(BIN)/python bench/api_bench.py
