@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup crawl serve run test bench bench-api clean
+.PHONY: setup crawl serve run test bench bench-api bench-scale clean
 
 $(BIN)/scrapy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,8 @@ bench-crawl-scale: setup
 # Latency of the main routes beside Datasette's trivial /-/versions.json (needs data/books.db).
 bench-api: setup
 	$(BIN)/python bench/api_bench.py
+
+# Every route at 1k, 100k and 1M books (catalogues cached in /tmp/books-scale; ~3 GB at 1M):
+# SCALE_ARGS="--sizes 1000,100000 --seed data/books.db --out scale.json" make bench-scale
+bench-scale: setup
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
