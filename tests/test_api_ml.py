@@ -12,6 +12,9 @@ import pytest
 from api_support import assert_error, make_datasette
 from support import query
 
+from sqlite_utils import Database
+
+from books_scraper import storage
 from books_scraper.api.ml import TRAINING_COLUMNS, in_test_split
 
 FEATURES_SQL = (
@@ -42,6 +45,7 @@ async def test_features_are_every_book_unless_paged(published_copy, api_env):
             " 'http://example.invalid/' || i from n"
         )
     conn.close()
+    storage.ensure_db_shape(Database(published_copy.path))  # as a publication would: the aggregates too
     expected = query(published_copy.path, FEATURES_SQL)
     body = (await make_datasette(published_copy).client.get("/api/v1/ml/features")).json()
     assert body["features"] == expected

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
 import io
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from datasette.utils.asgi import AsgiStream
 
+from books_scraper.aggregates import BOOK_SPLIT, DEFAULT_SPLIT_SEED, split_fraction
 from books_scraper.api.cache import cache
 from books_scraper.api.params import Page, query_values
 from books_scraper.api.web import api_route, books_database, json_response, page_body
@@ -35,24 +36,17 @@ FEATURE_EXPRESSIONS = ["b.id", "b.price", "b.rating", "coalesce(b.in_stock, 0)",
 TRAINING_EXPRESSIONS = [*(f"b.{name}" for name in BOOK_COLUMNS), "c.name"]
 STREAM_CHUNK = 2000  # rows per query while streaming: a few MB of CSV, whatever the catalogue's size
 JSON_PAGE = 100  # training-data rows per JSON page unless limit is given
+logger = logging.getLogger(__name__)
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "ndjson": "application/x-ndjson",
     "json": "application/json; charset=utf-8",
 }
-DEFAULT_SPLIT_SEED = 42
-SPLIT_TABLE = "book_split"  # book_id -> fraction for the default seed, written at publication
-SPLIT_FUNCTION = "books_api_split_fraction"  # the same fraction for any seed, computed in SQLite
-
-
-def split_fraction(seed: int, book_id: int) -> float:
-    """Where a book falls in [0, 1): the first 8 bytes of sha256("<seed>:<id>") over 2**64. It depends
-    only on (seed, id), so a book keeps its side across crawls and as the catalogue grows."""
-    digest = hashlib.sha256(f"{seed}:{book_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+SPLIT_FUNCTION = "books_api_split_fraction"  # split_fraction for any seed, computed in SQLite
 
 
 def in_test_split(book_id: int, seed: int, test_size: float) -> bool:
+    """A book's side depends only on (seed, id): stable across crawls and as the catalogue grows."""
     return split_fraction(seed, book_id) < test_size
 
 
@@ -76,7 +70,7 @@ class Selection:
         """(table, id column, split condition): the narrow book_split table when there, so skipping
         and filtering rows never reads the wide books rows; the stored fraction for the default seed,
         else the same fraction computed in SQLite."""
-        table, key = (SPLIT_TABLE, "book_id") if self.split_table else ("books", "id")
+        table, key = (BOOK_SPLIT, "book_id") if self.split_table else ("books", "id")
         if self.split is None:
             return table, key, None
         stored = self.split_table and self.seed == DEFAULT_SPLIT_SEED
@@ -133,9 +127,9 @@ async def count(db, selection: Selection) -> int:
 
 async def has_split_table(db) -> bool:
     return await cache.get(
-        db, SPLIT_TABLE,
+        db, BOOK_SPLIT,
         lambda conn: bool(fetch(
-            conn, "select 1 from sqlite_master where type = 'table' and name = :name", {"name": SPLIT_TABLE}
+            conn, "select 1 from sqlite_master where type = 'table' and name = :name", {"name": BOOK_SPLIT}
         )),
     )
 
@@ -245,7 +239,9 @@ def stream_response(
                     rows += got
                     if text:
                         await writer.write(text)
-            if finish is not None and not disconnect.happened:
+            if disconnect.happened:
+                logger.info("%s: the client went away after %d rows; the stream stopped", request.path, rows)
+            elif finish is not None:
                 await writer.write(await finish(rows))
         finally:
             disconnect.stop()

@@ -1,0 +1,130 @@
+"""The ML exports through the real server (`python -m books_scraper.serve`) on a catalogue larger
+than any socket buffer: complete when read to the end, stopped when the client goes, and SIGTERM
+still stops the server in the middle of one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import socket
+import sqlite3
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from serving import ServeProcess, alive
+from sqlite_utils import Database
+from support import query
+
+from books_scraper import storage
+from books_scraper.api.ml import FEATURE_COLUMNS
+
+COPIES = 20  # ~20,000 books: some 36 MB of training CSV
+
+
+@pytest.fixture(scope="module")
+def catalogue(published_db, tmp_path_factory) -> tuple[Path, Path]:
+    """The published books copied COPIES times with new ids and UPCs, shaped as a publication."""
+    workdir = tmp_path_factory.mktemp("ml-streams")
+    books = workdir / "books.db"
+    books.write_bytes(published_db.path.read_bytes())
+    columns = ", ".join(storage.BOOK_COLUMNS)
+    copied = ", ".join(
+        "id + :k * :step" if c == "id" else "upc || '-' || :k" if c == "upc" else c for c in storage.BOOK_COLUMNS
+    )
+    with sqlite3.connect(books) as conn:
+        top = conn.execute("select max(id) from books").fetchone()[0]
+        for k in range(1, COPIES):
+            conn.execute(
+                f"insert into books ({columns}) select {copied} from books where id <= :top",
+                {"k": k, "step": 10 ** len(str(top)), "top": top},
+            )
+    conn.close()
+    storage.ensure_db_shape(Database(books))
+    ops = workdir / "operations.db"
+    ops.write_bytes(published_db.operations_path.read_bytes())
+    return books, ops
+
+
+def get(server: ServeProcess, path: str) -> bytes:
+    with urllib.request.urlopen(server.url + path.lstrip("/"), timeout=120) as response:
+        assert response.status == 200
+        return response.read()
+
+
+def stalled_download(server: ServeProcess, path: str) -> socket.socket:
+    """A client that asks for `path`, reads the first bytes of the answer and then nothing more."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    return sock
+
+
+def wait_for(find, seconds: float = 60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.2)
+    return None
+
+
+def test_the_exports_are_complete_through_the_server(catalogue, tmp_path):
+    books, ops = catalogue
+    ids = [row["id"] for row in query(books, "select id from books order by id")]
+    with ServeProcess(books, ops, tmp_path / "serve.log") as server:
+        rows = list(csv.DictReader(io.StringIO(get(server, "/api/v1/ml/training-data?format=csv").decode())))
+        assert [int(row["id"]) for row in rows] == ids
+        lines = get(server, "/api/v1/ml/training-data?format=ndjson&split=test").decode().splitlines()
+        test_ids = [json.loads(line)["id"] for line in lines]
+        assert test_ids == [r["book_id"] for r in query(books, "select book_id from book_split where fraction < 0.2 order by book_id")]
+        body = json.loads(get(server, "/api/v1/ml/features"))
+        assert [row["id"] for row in body["features"]] == ids and body["total"] == len(ids)
+        assert list(body)[0] == "features" and body["next"] is None and body["offset"] == 0
+        assert list(body["features"][0]) == FEATURE_COLUMNS
+        rows = list(csv.DictReader(io.StringIO(get(server, "/api/v1/ml/features?format=csv").decode())))
+        assert [int(row["id"]) for row in rows] == ids
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/api/v1/ml/training-data?format=csv", id="training-data-csv"),
+        pytest.param("/api/v1/ml/training-data?format=ndjson&split=train&seed=7", id="training-data-ndjson-other-seed"),
+    ],
+)
+def test_a_client_that_goes_away_stops_the_stream(catalogue, tmp_path, path):
+    books, ops = catalogue
+    total = len(query(books, "select id from books"))
+    with ServeProcess(books, ops, tmp_path / "serve.log") as server:
+        stalled_download(server, path).close()
+
+        def stopped():
+            return [line for line in server.log.read_text().splitlines() if "the client went away" in line]
+
+        lines = wait_for(stopped)
+        assert lines, server.output()
+        assert path.split("?")[0] in lines[0]
+        sent = int(re.search(r"went away after ([0-9]+) rows", lines[0]).group(1))
+        assert sent < total
+        # The server goes on answering.
+        assert json.loads(get(server, "/api/v1/health"))["status"]
+
+
+def test_sigterm_stops_the_server_in_the_middle_of_a_stream(catalogue, tmp_path):
+    books, ops = catalogue
+    with ServeProcess(books, ops, tmp_path / "serve.log") as server:
+        workers = server.workers()
+        sock = stalled_download(server, "/api/v1/ml/training-data?format=csv")
+        try:
+            server.process.terminate()
+            server.process.wait(timeout=60)  # raises if it is still running then
+            assert wait_for(lambda: not any(alive(pid) for pid in workers)), workers
+        finally:
+            sock.close()
