@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from datasette.plugins import pm
@@ -13,7 +14,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_schema_validator import validate as validate_body
 from openapi_spec_validator import validate
 
-from books_scraper.api.params import QUERIES
+from books_scraper.api.params import CURSOR, QUERIES
 
 HTTP_METHODS = {"get", "post", "put", "delete", "patch"}
 EXAMPLE_QUERIES = {"/api/v1/books/search": "?title=a"}
@@ -158,7 +159,11 @@ async def test_each_declared_parameter_is_enforced_as_described(api, path, param
         assert response.status_code == 400, (bad, response.status_code)
         body = assert_error(response, 400, "bad_parameter")
         assert body["details"]["parameter"] == param.name, (bad, body)
-    for good in edge_values(param.schema):
+    good_values = edge_values(param.schema)
+    if param.name == CURSOR:  # the pattern admits any cursor-shaped text; only the route's own are good
+        first = (await api.client.get(path, params=[*others, ("limit", "1")])).json()
+        good_values = ["", parse_qs(urlsplit(first["next"]).query)[CURSOR][0]]
+    for good in good_values:
         response = await api.client.get(path, params=[*others, (param.name, good)], headers=auth)
         assert response.status_code == 200, (good, response.text[:300])
 

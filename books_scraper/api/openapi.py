@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from books_scraper.api.config import api_config
 from books_scraper.api.login import LOGIN_BODY_BYTES
-from books_scraper.api.params import MODEL_PATTERN, QUERIES
+from books_scraper.api.params import MAX_OFFSET, MODEL_PATTERN, QUERIES
 from books_scraper.api.predictions import DEFAULT_MODEL, MAX_RATING, MIN_RATING
 from books_scraper.api.protection import ALLOWED_HEADERS, LIMITED
-from books_scraper.api.web import api_route, json_response
+from books_scraper.api.web import COUNT_CAP, api_route, json_response
 
 NUMBER = {"type": "number"}
 INTEGER = {"type": "integer"}
@@ -32,19 +32,25 @@ def _record(properties: dict, optional: tuple[str, ...] = ()) -> dict:
 
 
 def _errors(*statuses: int) -> dict:
-    return {str(status): {"$ref": "#/components/responses/Error"} for status in statuses}
+    return {
+        str(status): {"$ref": "#/components/responses/" + ("Unavailable" if status == 503 else "Error")}
+        for status in statuses
+    }
 
 
 def _page_of(key: str, item: dict) -> dict:
     return {
         "type": "object",
-        "required": [key, "total", "limit", "offset", "next"],
+        "required": [key, "total", "total_exact", "limit", "offset", "next"],
         "properties": {
             key: {"type": "array", "items": item},
-            "total": INTEGER,
+            "total": {**INTEGER, "description": f"rows in the whole list; when total_exact is false, "
+                      f"at least this many (a filtered book list counts up to {COUNT_CAP})"},
+            "total_exact": {"type": "boolean", "description": "false: total is a lower bound"},
             "limit": INTEGER,
-            "offset": INTEGER,
-            "next": {"type": "string", "nullable": True, "description": "URL of the next page"},
+            "offset": {**INTEGER, "description": "the offset asked for (0 on a page reached by a cursor)"},
+            "next": {"type": "string", "nullable": True, "description": "URL of the next page, null on the "
+                     "last; on the book lists it carries after=<cursor>: follow it as given"},
         },
     }
 
@@ -64,7 +70,7 @@ def _operation(summary: str, responses: dict, path: str | None = None, errors=()
         query = QUERIES[path]
         operation["parameters"] = query.openapi()
         if query.rules:
-            operation["description"] = query.description()
+            operation["description"] = " ".join(filter(None, [extra.get("description"), query.description()]))
     operation["responses"] = {**EVERY_OPERATION, **responses, **_errors(*errors)}
     return operation
 
@@ -75,8 +81,20 @@ def _get(summary: str, ok: dict, path: str | None = None, errors=(503,)) -> dict
     return {"get": _operation(summary, {"200": ok}, path, errors)}
 
 
+# What every book list says about its pages and its total.
+BOOK_PAGES = (
+    "Pages: follow `next`, whose after=<cursor> starts the next page right after the last row, as fast "
+    f"at any depth; offset jumps up to {MAX_OFFSET} rows (past it, 400). total is exact without filters "
+    f"or with category filters only (from the figures computed at publication); with other filters "
+    f"it counts up to {COUNT_CAP} rows (then total_exact is false). Rules:"
+)
+
+
 def _book_list(summary: str, path: str) -> dict:
-    return _get(summary, _json(_page_of("books", _ref("Book")), "a page of books"), path)
+    return {"get": _operation(
+        summary, {"200": _json(_page_of("books", _ref("Book")), "a page of books")}, path, (400, 503),
+        description=BOOK_PAGES,
+    )}
 
 
 def _crawl_run(description: str) -> dict:
@@ -452,6 +470,14 @@ def openapi_document(server_url: str, max_prediction_rows: int) -> dict:
             "schemas": schemas(),
             "responses": {
                 "Error": _json(_ref("Error"), "an error, in the one envelope"),
+                "Unavailable": {
+                    **_json(_ref("Error"), "a database is not served (database_unavailable, ...), or a query "
+                            "was stopped at the server's SQL time limit (query_timeout, with Retry-After)"),
+                    "headers": {"Retry-After": {
+                        "description": "with query_timeout: seconds to wait before trying again",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }},
+                },
                 "MalformedAuthorization": _json(
                     _ref("Error"), "an Authorization header no token can match (not a printable ASCII Bearer token)"
                 ),
