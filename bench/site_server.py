@@ -127,16 +127,28 @@ def serve_nginx(nginx: str, root: Path, port: int) -> Iterator[Served]:
             yield Served(url, version.replace("nginx version: ", "").replace("/", " "), "")
 
 
+PYTHON_NOTE = (
+    "served by Python's http.server, which shares the cores with the crawl and holds the bare fetch "
+    "back more than the full crawl (the ratios look better than they are)"
+)
+
+
 @contextmanager
-def serve_python(root: Path, port: int) -> Iterator[Served]:
+def serve_python(root: Path, port: int, note: str) -> Iterator[Served]:
     url = f"http://127.0.0.1:{port}/"
     command = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(root), str(port)]
-    note = (
-        "nginx was not found: served by Python's http.server, which shares the cores with the crawl "
-        "and holds the bare fetch back more than the full crawl (the ratios look better than they are)"
-    )
     with running(command, url):
         yield Served(url, "python http.server", note)
+
+
+def closed_to_nobody(root: Path) -> Path | None:
+    """The first directory on the way to `root` that nginx, run as nobody, could not enter."""
+    if os.geteuid() != 0:
+        return None  # nginx runs as this user
+    for directory in (root.resolve(), *root.resolve().parents):
+        if not directory.stat().st_mode & 0o001:
+            return directory
+    return None
 
 
 @contextmanager
@@ -144,13 +156,17 @@ def serve_site(root: Path, server: str = "nginx", port: int = 0) -> Iterator[Ser
     """`root` served on 127.0.0.1 by nginx (falling back to http.server with a note) or by http.server."""
     port = port or free_port()
     nginx = nginx_path() if server == "nginx" else None
-    if nginx:
+    closed = closed_to_nobody(root) if nginx else None
+    if nginx and not closed:
         with serve_nginx(nginx, root, port) as served:
             yield served
+        return
+    if server == "python":
+        note = f"--server python: {PYTHON_NOTE}"
+    elif closed:
+        note = f"nginx, run as nobody, could not enter {closed}: {PYTHON_NOTE}"
     else:
-        with serve_python(root, port) as served:
-            if server == "nginx":
-                print(f"NOTE: {served.note}", file=sys.stderr)
-            else:
-                served.note = "served by Python's http.server on request (--server python)"
-            yield served
+        note = f"nginx was not found: {PYTHON_NOTE}"
+    print(f"NOTE: {note}", file=sys.stderr)
+    with serve_python(root, port, note) as served:
+        yield served
