@@ -48,9 +48,10 @@ def ensure_site(sites: Path, books: int) -> Path:
     return root
 
 
-def crawl(url: str, work: Path, name: str, concurrency: int) -> dict:
-    """One `scrapy crawl books` of the site at `url`: its own usage, its phases, what it published."""
-    timing = work / f"{name}.json"
+def crawl(url: str, work: Path, name: str, concurrency: int, keep: bool = False) -> dict:
+    """One `scrapy crawl books` of the site at `url` into work/<name>.db (removed after unless
+    `keep`): its own usage, its phases, what it published."""
+    timing = work / f"{name}-{time.time_ns()}.json"
     books_db = work / f"{name}.db"
     timing_settings, env = timed(timing)
     settings = {
@@ -62,7 +63,7 @@ def crawl(url: str, work: Path, name: str, concurrency: int) -> dict:
     }
     measured = run([sys.executable, "-m", "scrapy", "crawl", "books", *settings_args(settings)], env=env)
     books = count_books(books_db)
-    for leftover in work.glob(f"{name}.db*"):
+    for leftover in [] if keep else work.glob(f"{name}.db*"):
         leftover.unlink()
     return {
         "books": books,
@@ -89,41 +90,47 @@ def main() -> None:
     parser.add_argument("--server", choices=("nginx", "python"), default="nginx")
     parser.add_argument("--sites", type=Path, default=Path(tempfile.gettempdir()) / "books-scale-sites")
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
+    parser.add_argument("--again", action="store_true",
+                        help="after each crawl, crawl the same site again into its database (a re-crawl)")
     options = parser.parse_args()
     sizes = [int(size) for size in options.books.split(",")]
 
     options.sites.mkdir(parents=True, exist_ok=True)
     for books in sizes:
         ensure_site(options.sites, books)
-    results: dict[int, list[dict]] = {books: [] for books in sizes}
+    # "1000": a first crawl into a new database; "1000 again": the same site crawled again into the
+    # database that first crawl published (every book rewritten through its indexes and FTS triggers).
+    results: dict[str, list[dict]] = {}
     with serve_site(options.sites, options.server) as served, tempfile.TemporaryDirectory() as work:
         for round_ in range(options.rounds):
             for books in sizes if round_ % 2 == 0 else list(reversed(sizes)):
-                result = crawl(f"{served.url}{books}/", Path(work), f"crawl-{books}-{round_}", options.concurrency)
-                results[books].append(result)
-                brief = {k: round(v, 2) for k, v in result.items() if k != "samples"}
-                print(f"round {round_ + 1}, {books} books: {brief}", file=sys.stderr)
+                url, name = f"{served.url}{books}/", f"crawl-{books}-{round_}"
+                crawls = [(str(books), True), (f"{books} again", False)] if options.again else [(str(books), False)]
+                for label, keep in crawls:
+                    result = crawl(url, Path(work), name, options.concurrency, keep=keep)
+                    results.setdefault(label, []).append(result)
+                    brief = {k: round(v, 2) for k, v in result.items() if k != "samples"}
+                    print(f"round {round_ + 1}, {label}: {brief}", file=sys.stderr)
     if options.json:
-        options.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
-    report(results, served, options)
+        options.json.write_text(json.dumps(results, indent=1))
+    report(results, served, options, str(max(sizes)))
 
 
-def report(results: dict[int, list[dict]], served, options: argparse.Namespace) -> None:
+def report(results: dict[str, list[dict]], served, options: argparse.Namespace, largest: str) -> None:
     print(f"{options.rounds} rounds, concurrency {options.concurrency}, served by {served.server}, "
           f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; medians\n")
     if served.note:
         print(f"NOTE: {served.note}\n")
-    print("| books | whole run s | books/s (whole run) | crawl s | books/s (crawl) | books per CPU s (crawl) "
+    print("| crawl | whole run s | books/s (whole run) | crawl s | books/s (crawl) | books per CPU s (crawl) "
           "| publication s (CPU s) | peak RSS MB (before publication) |")
     print("|---|---|---|---|---|---|---|---|")
-    for books, runs in results.items():
+    for label, runs in results.items():
         med = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "samples"}
-        print(f"| {med['books']:.0f} | {med['wall']:.1f} | {med['books'] / med['wall']:.0f} "
+        print(f"| {label} | {med['wall']:.1f} | {med['books'] / med['wall']:.0f} "
               f"| {med['crawl_wall']:.1f} | {med['books'] / med['crawl_wall']:.0f} "
               f"| {med['books'] / med['crawl_cpu']:.0f} "
               f"| {med['publication_wall']:.2f} ({med['publication_cpu']:.2f}) "
               f"| {med['peak_rss_mb']:.0f} ({med['peak_rss_before_publication_mb']:.0f}) |")
-    largest = max(results)
     print(f"\nResident memory during one crawl of {largest} books (every tenth of the crawl):\n")
     samples = results[largest][-1]["samples"]
     step = max(1, len(samples) // 10)
