@@ -183,6 +183,11 @@ def table_counts(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute(f"select name, count from {TABLE_COUNTS}").fetchall())
 
 
+def publication_hash(conn: sqlite3.Connection) -> str:
+    """The publication's identity, written when its aggregates were built (see `build`)."""
+    return conn.execute(f"select hash from {PUBLICATION}").fetchone()[0]
+
+
 def built_version(conn: sqlite3.Connection) -> int | None:
     """The aggregates' version in this database, None when it has none (published by an older version)."""
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,15 +51,33 @@ def prepare_staging(published: Path) -> Path:
 
 
 def published_book_count(published: Path) -> int:
+    """The books published, as their publication counted them (table_counts), else counted."""
     if not published.exists():
         return 0
     conn = sqlite3.connect(f"file:{published}?mode=ro", uri=True)
     try:
-        return conn.execute("select count(*) from books").fetchone()[0]
+        try:
+            row = conn.execute("select count from table_counts where name = 'books'").fetchone()
+        except sqlite3.OperationalError:  # published by a version without table_counts
+            row = None
+        return row[0] if row else conn.execute("select count(*) from books").fetchone()[0]
     except sqlite3.DatabaseError:
         return 0
     finally:
         conn.close()
+
+
+def republish(published: Path, rework: Callable[[Path], None]) -> None:
+    """Publish a reworked copy of the published file the way a crawl publishes: under the crawl
+    lock, rework(staging) on a staging copy, then the atomic swap; on any error the published file
+    is left untouched (CrawlLocked when a crawl is running)."""
+    with crawl_lock(published):
+        staging = prepare_staging(published)
+        try:
+            rework(staging)
+            replace_atomically(staging, published)
+        finally:
+            staging.unlink(missing_ok=True)
 
 
 NO_BOOKS = "crawl scraped no books"

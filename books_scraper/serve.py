@@ -15,12 +15,15 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from books_scraper import jobs, settings
+from sqlite_utils import Database
+
+from books_scraper import aggregates, jobs, publish, settings, storage
 from books_scraper.api.config import ConfigError, parse_config
 from books_scraper.logs import configure_process_logging
 from books_scraper.operations import open_operations_db
@@ -29,7 +32,7 @@ from books_scraper.web.served_metadata import (
     resolve_env, served_metadata,
 )
 from books_scraper.web.supervisor import Supervisor, bind
-from books_scraper.web.worker import PLUGINS, PUBLIC_SETTINGS
+from books_scraper.web.worker import PLUGINS, PUBLIC_SETTINGS, TEMPLATES
 
 # What Datasette is given: metadata.yml less the static tokens whose secret is unset.
 SERVED_METADATA = ".served-metadata.json"
@@ -105,6 +108,44 @@ def crawl(books_db: Path, operations_db: Path) -> None:
     subprocess.run(command, cwd=PROJECT, check=True)
 
 
+def outdated(books_db: Path) -> str | None:
+    """What this version needs that the books file lacks (it was published by an older version):
+    schema migrations, or the aggregates the server reads instead of scanning the books."""
+    conn = sqlite3.connect(f"file:{books_db}?mode=ro", uri=True)
+    try:
+        pending = [migration.name for migration in storage.migrations.pending(Database(conn))]
+        if pending:
+            return "migrations " + ", ".join(pending)
+        version = aggregates.built_version(conn)
+    finally:
+        conn.close()
+    if version != aggregates.AGGREGATES_VERSION:
+        return f"aggregates version {version}" if version else "no aggregates"
+    return None
+
+
+def reshape(staging: Path) -> None:
+    """What a crawl's publication does to its file: migrations, then indexes, FTS and aggregates."""
+    db = storage.open_books_db(str(staging))
+    try:
+        storage.ensure_db_shape(db)
+        db.execute("pragma journal_mode = delete")
+    finally:
+        db.close()
+
+
+def bring_up_to_date(books_db: Path) -> None:
+    """Republish a books file an older version published (lock, staging copy, atomic swap), once,
+    so every worker serves the tables it reads; a file already up to date is left alone."""
+    missing = outdated(books_db)
+    if missing is None:
+        return
+    logger.warning("%s was published by an older version (%s): building what this version reads, once",
+                   books_db, missing)
+    publish.republish(books_db, reshape)
+    logger.info("%s republished with its aggregates", books_db)
+
+
 def ensure_operations_db(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     open_operations_db(str(path)).close()
@@ -124,6 +165,7 @@ def datasette_command(
     its start until restarted)."""
     command = [sys.executable, "-m", "datasette", "serve", "-i", str(books_db), str(operations_db)]
     command += ["--metadata", str(metadata), "--plugins-dir", str(PLUGINS)]
+    command += ["--template-dir", str(TEMPLATES)]
     command += ["--host", host, "--port", str(port)]
     for name, value in PUBLIC_SETTINGS.items():
         if isinstance(value, bool):
@@ -152,6 +194,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             crawl(args.books_db, args.operations_db)
         except subprocess.CalledProcessError as error:
             sys.exit(f"the first crawl failed (exit {error.returncode}); nothing to serve")
+    try:
+        bring_up_to_date(args.books_db)
+    except publish.CrawlLocked:
+        sys.exit(f"serve: {args.books_db} needs its aggregates built and a crawl is running on it;"
+                 " start again once it has published")
+    except (OSError, sqlite3.Error) as error:
+        sys.exit(f"serve: could not bring {args.books_db} up to date: {error}")
     for line in auth_summary(os.environ, metadata):
         logger.info("auth: %s", line)
     served = write_served_metadata(args.operations_db.parent, os.environ, metadata)

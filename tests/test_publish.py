@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from books_scraper.publish import prepare_staging, replace_atomically, sanity_problem, staging_path
+from books_scraper.publish import (
+    CrawlLocked, crawl_lock, prepare_staging, published_book_count, replace_atomically, republish,
+    sanity_problem, staging_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -180,3 +183,48 @@ def test_prepare_staging_without_a_published_database_starts_from_nothing(tmp_pa
     staging = prepare_staging(published)
     assert not staging.exists() and not published.exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_the_published_count_is_the_one_publication_wrote(tmp_path: Path):
+    published = tmp_path / "books.db"
+    make_db(published, OLD)
+    assert published_book_count(published) == len(OLD)  # an older file: counted
+    with sqlite3.connect(published) as conn:
+        conn.execute("create table table_counts (name text primary key, count integer)")
+        conn.execute("insert into table_counts values ('books', 7)")
+    conn.close()
+    assert published_book_count(published) == 7
+
+
+def test_republish_swaps_in_a_reworked_copy(tmp_path: Path):
+    published = tmp_path / "books.db"
+    make_db(published, OLD)
+    seen = []
+
+    def rework(staging: Path) -> None:
+        seen.append(read_titles(staging))
+        with sqlite3.connect(staging) as conn:
+            conn.execute("insert into books (title) values ('added')")
+        conn.close()
+
+    republish(published, rework)
+    assert seen == [OLD]
+    assert read_titles(published) == [*OLD, "added"]
+    assert not staging_path(published).exists()
+
+
+def test_a_failed_rework_leaves_the_published_file_and_no_staging(tmp_path: Path):
+    published = tmp_path / "books.db"
+    make_db(published, OLD)
+    content = published.read_bytes()
+
+    def rework(staging: Path) -> None:
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        republish(published, rework)
+    assert published.read_bytes() == content
+    assert not staging_path(published).exists()
+    with crawl_lock(published):  # and the lock was released
+        with pytest.raises(CrawlLocked):
+            republish(published, rework)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
 from api_support import ENV, TOKENS
 from serving import ServeProcess
-from support import PROJECT
+from support import PROJECT, query
 
+from books_scraper import aggregates, publish
+from books_scraper.serve import bring_up_to_date, outdated
 from books_scraper.web.served_metadata import auth_summary, load_metadata, served_metadata
 
 
@@ -154,3 +160,84 @@ def test_a_bad_crawl_schedule_is_one_line_before_any_crawl(tmp_path):
         "serve: BOOKS_CRAWL_EVERY='soon' is not an interval such as 90s, 30m, 6h or 1d"
     )
     assert not list(tmp_path.iterdir())  # nothing created, nothing crawled
+
+
+def as_an_older_version_published_it(source: Path, target: Path) -> Path:
+    """A copy of a published books file as the version before the aggregates left it: no aggregate
+    tables, no previous price in the history, the last migration not applied."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    conn = sqlite3.connect(target)
+    with conn:
+        for table in aggregates.AGGREGATE_TABLES:
+            conn.execute(f"drop table {table}")
+        conn.execute("drop index price_history_changes")
+        conn.execute("alter table price_history drop column previous_price")
+        conn.execute("alter table price_history drop column previous_run_id")
+        conn.execute("delete from _sqlite_migrations where name = 'm004_price_history_previous'")
+    conn.close()
+    return target
+
+
+def test_an_up_to_date_database_is_left_alone(published_db):
+    before = published_db.path.stat()
+    assert outdated(published_db.path) is None
+    bring_up_to_date(published_db.path)
+    after = published_db.path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_an_older_database_is_republished_once_with_its_aggregates(published_db, tmp_path):
+    old = as_an_older_version_published_it(published_db.path, tmp_path / "data" / "books.db")
+    assert outdated(old) == "migrations m004_price_history_previous"
+    inode = old.stat().st_ino
+    bring_up_to_date(old)
+    assert old.stat().st_ino != inode  # swapped in whole, like a crawl's publication
+    assert outdated(old) is None
+    assert not publish.staging_path(old).exists()
+    books = query(old, "select count(*) as n from books")[0]["n"]
+    assert query(old, "select count from table_counts where name = 'books'") == [{"count": books}]
+    assert query(old, "select sum(books) as n from category_figures")[0]["n"] == books
+
+
+def test_an_older_database_is_left_untouched_while_a_crawl_holds_the_lock(published_db, tmp_path):
+    old = as_an_older_version_published_it(published_db.path, tmp_path / "data" / "books.db")
+    content = old.read_bytes()
+    with publish.crawl_lock(old):
+        with pytest.raises(publish.CrawlLocked):
+            bring_up_to_date(old)
+    assert old.read_bytes() == content
+    assert not publish.staging_path(old).exists()
+
+
+def test_serve_republishes_an_older_database_at_startup_and_says_so(published_db, tmp_path):
+    old = as_an_older_version_published_it(published_db.path, tmp_path / "data" / "books.db")
+    ops = old.with_name("operations.db")
+    shutil.copyfile(published_db.operations_path, ops)
+    with ServeProcess(old, ops, tmp_path / "serve.log") as server:
+        with urllib.request.urlopen(server.url + "api/v1/stats/overview", timeout=10) as answer:
+            overview = json.load(answer)
+        with urllib.request.urlopen(server.url + "books/price_changes.json?since=&_shape=array", timeout=10) as answer:
+            assert json.load(answer) == []  # one crawl: no change, and no error for a missing column
+        log = server.output()
+    assert overview["total_books"] == query(old, "select count(*) as n from books")[0]["n"]
+    assert "was published by an older version (migrations m004_price_history_previous)" in log
+    assert "republished with its aggregates" in log
+
+
+def test_a_worker_refuses_a_database_without_aggregates_in_one_line(published_db, tmp_path):
+    """A file without aggregates that reaches a worker (a publication by an older crawler while the
+    server runs) is not served: the worker says why, and the supervisor keeps serving the old one."""
+    old = as_an_older_version_published_it(published_db.path, tmp_path / "books.db")
+    (tmp_path / "metadata.json").write_text("{}")
+    result = subprocess.run(
+        [sys.executable, "-m", "books_scraper.web.worker", "--fd", "0", "--ready-fd", "1",
+         "--parent", str(os.getpid()), "--books-db", str(old), "--operations-db", str(tmp_path / "operations.db"),
+         "--metadata", str(tmp_path / "metadata.json")],
+        cwd=PROJECT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"worker: {old} has no aggregates, this version reads version {aggregates.AGGREGATES_VERSION}:"
+        " it was published by another version; python -m books_scraper.serve rebuilds it at startup"
+    )

@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,10 +26,12 @@ import uvicorn
 from datasette.app import Datasette
 from datasette.database import Database
 
+from books_scraper import aggregates
 from books_scraper.logs import configure_process_logging
 from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE, PROJECT
 
 PLUGINS = PROJECT / "plugins"
+TEMPLATES = PROJECT / "templates"  # table pages: facets and filters named by label (web/facet_labels.py)
 
 # A public, read-only service (docs/publication.md says why each one).
 PUBLIC_SETTINGS: dict[str, object] = {
@@ -54,15 +57,49 @@ DRAIN_SECONDS = 0.5
 PR_SET_PDEATHSIG = 1
 
 
+class NoAggregates(RuntimeError):
+    """The books file lacks the aggregates this version reads (published by an older version)."""
+
+
+def inspect_data(books_db: Path) -> dict:
+    """Datasette's inspect data for the books file (what `datasette inspect` writes), from what its
+    publication stored: the table counts and the publication's hash. So Datasette neither counts
+    every table at startup nor reads the whole file to hash it on the first request."""
+    conn = sqlite3.connect(f"file:{books_db}?mode=ro&immutable=1", uri=True)
+    try:
+        version = aggregates.built_version(conn)
+        if version != aggregates.AGGREGATES_VERSION:
+            raise NoAggregates(
+                f"{books_db} has {'aggregates version %s' % version if version else 'no aggregates'},"
+                f" this version reads version {aggregates.AGGREGATES_VERSION}: it was published by another"
+                " version; python -m books_scraper.serve rebuilds it at startup"
+            )
+        counts = aggregates.table_counts(conn)
+        publication_hash = aggregates.publication_hash(conn)
+    finally:
+        conn.close()
+    return {
+        books_db.stem: {
+            "hash": publication_hash,
+            "size": books_db.stat().st_size,
+            "file": str(books_db),
+            "tables": {name: {"count": count} for name, count in counts.items()},
+        }
+    }
+
+
 def build_datasette(
     books_db: Path, operations_db: Path, metadata: dict, secret: str | None = None, **settings: object
 ) -> Datasette:
     """The publication: the books database immutable, the operations database mutable, listed in
-    that order on the home page (Datasette lists its `files` before its `immutables`)."""
+    that order on the home page (Datasette lists its `files` before its `immutables`). NoAggregates
+    when the books file has none."""
     ds = Datasette(
         immutables=[str(books_db)],
+        inspect_data=inspect_data(Path(books_db)),
         metadata=metadata,
         plugins_dir=str(PLUGINS),
+        template_dir=str(TEMPLATES),
         settings={**PUBLIC_SETTINGS, **settings},
         secret=secret,
     )
@@ -71,9 +108,10 @@ def build_datasette(
 
 
 async def publication_facts(ds: Datasette) -> dict:
-    """What this worker serves, read through Datasette: its book count and the run that published it."""
+    """What this worker serves, read through Datasette: its book count (as its publication counted
+    it) and the run that published it."""
     db = ds.get_database(BOOKS_DATABASE)
-    facts = {"books": (await db.execute("select count(*) from books")).first()[0]}
+    facts = {"books": (await db.table_counts())["books"]}
     if await db.table_exists("crawl_runs"):
         run = (await db.execute(
             "select id, finished_at from crawl_runs where status = 'published' order by id desc limit 1"
@@ -120,7 +158,10 @@ def report_ready(ready_fd: int, facts: dict) -> None:
 async def serve(args: argparse.Namespace) -> None:
     metadata = json.loads(args.metadata.read_text(encoding="utf-8"))
     # One secret for every worker (from the supervisor): signed cookies and CSRF tokens survive a reload.
-    ds = build_datasette(args.books_db, args.operations_db, metadata, os.environ.get("DATASETTE_SECRET"))
+    try:
+        ds = build_datasette(args.books_db, args.operations_db, metadata, os.environ.get("DATASETTE_SECRET"))
+    except NoAggregates as error:
+        sys.exit(f"worker: {error}")
     await ds.invoke_startup()
     facts = await publication_facts(ds)  # also opens the database before the first request
     config = uvicorn.Config(
