@@ -7,8 +7,9 @@ fingerprint is unchanged, then for each size starts `python -m books_scraper.ser
 does and measures every /api/v1 route, the canned queries of metadata.yml, the dashboards' chart
 SQL as Datasette serves it, and Datasette's table, search and CSV pages:
 
-- first request: each route's first request after a fresh start of the server (one start per route),
-  and the server's start to first answer;
+- first request: each route's first request after a fresh start of the server (one start per route;
+  a full export to its first byte, then dropped: the CPU the server spends in the next second and
+  how long it takes to stop on SIGTERM say whether the stream stopped), and start to first answer;
 - warm: the median of up to --repeat sequential requests on one keep-alive connection;
 - under load: /api/v1/health sampled every 50 ms while the route runs (exports: one full download);
 - response size, the server's peak RSS per route, and for the full exports their rows, rows/s and
@@ -376,20 +377,36 @@ def stop_all() -> None:
         stop_process(process)
 
 
-def stop_process(process: subprocess.Popen) -> None:
-    """SIGTERM, as an operator stops it; its whole process group killed after 20 s or at the end."""
+def stop_process(process: subprocess.Popen) -> float:
+    """SIGTERM, as an operator stops it; its whole process group killed after 20 s or at the end.
+    Returns the seconds it took to exit on SIGTERM (20: it did not)."""
+    started = time.perf_counter()
     if process.poll() is None:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             pass
+    seconds = time.perf_counter() - started
     try:
         os.killpg(process.pid, signal.SIGKILL)  # the group started for it: workers left behind too
     except (ProcessLookupError, PermissionError):
         pass
     process.wait(timeout=10)
     RUNNING.pop(process.pid, None)
+    return seconds
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes, from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
@@ -439,7 +456,7 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         if getattr(self, "memory", None):
             self.memory.stopped.set()
-        stop_process(self.process)
+        self.stop_s = stop_process(self.process)
         self.log.close()
 
 
@@ -460,13 +477,19 @@ class Answer:
 
 
 def fetch(conn: http.client.HTTPConnection, path: str, headers: dict | None = None,
-          timeout: float = 300) -> Answer:
+          timeout: float = 300, first_byte: bool = False) -> Answer:
     """GET path, reading the whole body in 1 MB chunks (counting, keeping only the first HEAD
-    bytes); never longer than `timeout` seconds."""
+    bytes); never longer than `timeout` seconds. first_byte: only until the body's first byte,
+    then the connection is dropped, as a client that gives up does."""
     started = time.perf_counter()
     try:
         conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
+        if first_byte:
+            head = response.read(1)
+            seconds = time.perf_counter() - started
+            conn.close()
+            return Answer(response.status, seconds, len(head), head=head)
         size = lines = ids = 0
         head = b""
         while chunk := response.read(1 << 20):
@@ -687,8 +710,10 @@ def ms(seconds: float) -> float:
 
 
 def first_request(server: Server, route: Route, settings: Settings, token: str) -> dict:
+    """The route's first request; a full export only to its first byte (it is downloaded whole,
+    under load, on the warm server)."""
     answer = fetch(server.connection(settings.export_timeout), route.path, headers_for(route, token),
-                   settings.export_timeout)
+                   settings.export_timeout, first_byte=route.group == "export")
     figures = {"first_ms": ms(answer.seconds), "first_status": answer.status, "first_rss_mb": round(server.peak_mb(), 1)}
     if answer.error:
         figures["first_error"] = answer.error
@@ -725,6 +750,13 @@ def measure_size(cat: Catalogue, metadata: dict, settings: Settings, token: str,
                     starts.append(server.start_s)
                     first[route.name] = first_request(server, route, settings, token)
                     peaks.append(server.peak_mb())
+                    if route.group == "export":  # the download was dropped: does the stream stop?
+                        workers = descendants(server.process.pid)
+                        before = cpu_seconds(workers)
+                        time.sleep(1)
+                        first[route.name]["cpu_after_drop"] = round(cpu_seconds(workers) - before, 2)
+                if route.group == "export":
+                    first[route.name]["stop_after_drop_s"] = round(server.stop_s, 2)
                 progress(f"  first {index}/{len(measured)} {route.name}: {first[route.name]['first_ms']} ms")
         for name, figures in first.items():
             results[name].update(figures)
@@ -818,8 +850,11 @@ def report_lines(results: dict) -> list[str]:
         met = {True: "yes", False: "**no**", None: ""}[figures.get("met")]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {ratio} | {kb(figures['bytes'])} | "
                      f"{figures['health_max_ms']} | {figures.get('goal', '')} | {met} |")
-    lines += ["", "| export | " + " | ".join(f"{n} rows/s" for n in names) + f" | {names[-1]} rows | complete | "
-              f"{names[-1]} RSS growth MB | {names[-1]} health p50 / max ms | met |", "|---" * (len(names) + 6) + "|"]
+    lines += ["", f"Exports at {names[-1]}: downloaded whole once on the warm server; first byte after a fresh "
+              "start, then the download dropped: the server's CPU seconds in the next second and its stop on SIGTERM.",
+              "", "| export | " + " | ".join(f"{n} rows/s" for n in names) + " | rows | complete | "
+              "RSS growth MB | health p50 / max ms | first byte ms | CPU s after drop / stop s | met |",
+              "|---" * (len(names) + 8) + "|"]
     for name, figures in last["routes"].items():
         if figures["group"] != "export":
             continue
@@ -827,7 +862,8 @@ def report_lines(results: dict) -> list[str]:
         complete = {True: "yes", False: "**no**", None: "—"}[figures.get("complete")]
         met = {True: "yes", False: "**no**", None: ""}[figures.get("met")]
         lines.append(f"| {name} | {rates} | {figures.get('rows')} | {complete} | {figures['rss_growth_mb']} | "
-                     f"{figures['health_p50_ms']} / {figures['health_max_ms']} | {met} |")
+                     f"{figures['health_p50_ms']} / {figures['health_max_ms']} | {figures.get('first_ms')} | "
+                     f"{figures.get('cpu_after_drop', '—')} / {figures.get('stop_after_drop_s', '—')} | {met} |")
     lines += ["", "| server | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     rows = [
         ("start to first answer, s (median / slowest)", lambda s: f"{s['start_s']['median']} / {s['start_s']['max']}"),

@@ -89,7 +89,7 @@ def test_full_exports_are_counted_complete(run) -> None:
 def test_prints_the_sizes_side_by_side_and_leaves_no_server(run) -> None:
     _, stdout, work = run
     assert "| route | 50 warm / first | 200 warm / first | 200/50 warm |" in stdout
-    assert "| export | 50 rows/s | 200 rows/s |" in stdout
+    assert "| export | 50 rows/s | 200 rows/s | rows |" in stdout
     assert "Goals missed:" in stdout
     assert processes_mentioning(str(work / "cache")) == []
 
