@@ -66,7 +66,9 @@ def test_books_table_and_category_facet(page, published_db):
     )[0]
     page.locator("#facet-category_id li a", has_text=name).first.click()
     page.wait_for_url(f"**category_id={category_id}**")
-    assert page.locator("h3").first.inner_text().startswith(f"{count:,} row")
+    assert page.locator("h3").first.inner_text().startswith(f'{count:,} row{"s" if count != 1 else ""} where category = "{name}"')
+    expect(page.locator("#facet-category_id .facet-info-name strong")).to_contain_text("category")
+    expect(page.locator("#facet-category_id .facet-info-name strong")).not_to_contain_text("category_id")
     titles = page.locator("table.rows-and-columns td.col-title").all_inner_texts()
     assert len(titles) == min(count, 100)
 
