@@ -25,8 +25,8 @@ from datasette.utils.asgi import AsgiStream
 
 from books_scraper.aggregates import BOOK_SPLIT, DEFAULT_SPLIT_SEED, split_fraction
 from books_scraper.api.cache import cache
-from books_scraper.api.params import Page, query_values
-from books_scraper.api.web import api_route, books_database, json_response, page_body
+from books_scraper.api.params import ML_SORT, Cursor, Page, encode_cursor, page_of, query_values
+from books_scraper.api.web import api_route, books_database, cursor_page_body, json_response
 from books_scraper.storage import BOOK_COLUMNS
 
 FEATURE_COLUMNS = ["id", "price", "rating", "available", "stock_count", "category_code"]
@@ -43,6 +43,7 @@ CONTENT_TYPES = {
     "json": "application/json; charset=utf-8",
 }
 SPLIT_FUNCTION = "books_api_split_fraction"  # split_fraction for any seed, computed in SQLite
+FIRST = -(2**63)  # below every id: the start when no cursor is given
 
 
 def in_test_split(book_id: int, seed: int, test_size: float) -> bool:
@@ -111,10 +112,27 @@ def fetch(conn: sqlite3.Connection, sql: str, params: dict) -> list[tuple]:
     return cursor.execute(sql, params).fetchall()
 
 
-async def read_page(db, selection: Selection, page: Page) -> list[dict]:
-    params = {**selection.params, "after": -1, "limit": page.limit, "offset": page.offset}
+def start(page: Page) -> int:
+    """The id a page starts after: its cursor's, else before the first."""
+    return FIRST if page.after is None else page.after.id
+
+
+async def read_page(db, path: str, selection: Selection, page: Page) -> tuple[list[dict], str | None]:
+    """A JSON page and the cursor of the next one (None at the end): limit + 1 rows are read, so a
+    next page exists exactly when the extra row came."""
+    params = {**selection.params, "after": start(page), "limit": page.limit + 1, "offset": page.offset}
     rows = await db.execute_fn(lambda conn: fetch(conn, selection.rows_sql(), params))
-    return [dict(zip(selection.columns, row)) for row in rows]
+    rows = [dict(zip(selection.columns, row)) for row in rows]
+    if len(rows) <= page.limit:
+        return rows, None
+    return rows[: page.limit], encode_cursor(path, Cursor(ML_SORT, None, rows[page.limit - 1]["id"]))
+
+
+async def next_after(db, path: str, selection: Selection, last: int) -> str | None:
+    """The next page's cursor after the row with id `last`, or None when no row follows."""
+    params = {**selection.params, "after": last, "limit": 1, "offset": 0}
+    more = await db.execute_fn(lambda conn: fetch(conn, selection.ids_sql(), params))
+    return encode_cursor(path, Cursor(ML_SORT, None, last)) if more else None
 
 
 async def count(db, selection: Selection) -> int:
@@ -184,10 +202,10 @@ class Disconnect:
         self.task.cancel()
 
 
-async def stream_chunks(db, selection: Selection, encode, offset: int, limit: int | None, disconnect):
-    """(text, rows) of the selection, keyset-paged by id (`offset` skips rows once, in the first
-    query; the first chunk is encoded even when empty: a CSV header). The next chunk is read while
-    this one is sent; nothing more is read once the client has gone."""
+async def stream_chunks(db, selection: Selection, encode, page: Page, limit: int | None, disconnect):
+    """(text, rows, last id) of the selection from the page's start, keyset-paged by id (`offset`
+    skips rows once, in the first query; the first chunk is encoded even when empty: a CSV header).
+    The next chunk is read while this one is sent; nothing more is read once the client has gone."""
 
     def read(after: int, first: bool, size: int, skip: int):
         params = {**selection.params, "after": after, "limit": size, "offset": skip}
@@ -200,7 +218,7 @@ async def stream_chunks(db, selection: Selection, encode, offset: int, limit: in
 
     left = limit
     size = STREAM_CHUNK if left is None else min(STREAM_CHUNK, left)
-    pending = read(-1, True, size, offset)
+    pending = read(start(page), True, size, page.offset)
     try:
         while pending is not None:
             text, after, got = await pending
@@ -212,37 +230,38 @@ async def stream_chunks(db, selection: Selection, encode, offset: int, limit: in
                 pending = read(after, False, size, 0)
             if disconnect.happened:
                 return
-            yield text, got
+            yield text, got, after
     finally:
         if pending is not None:
             pending.cancel()
 
 
 def stream_response(
-    request, db, selection: Selection, output: str, offset: int, limit: int | None,
+    request, db, selection: Selection, output: str, page: Page, limit: int | None,
     filename: str | None = None, prefix: str = "", finish: Callable | None = None,
 ) -> AsgiStream:
-    """The selection streamed as `output`, between `prefix` and `await finish(rows)`; a HEAD request
-    gets the headers only, and a client that goes stops the reading."""
+    """The selection streamed as `output` from the page's start (`limit` rows, None: all), between
+    `prefix` and `await finish(rows, last id)`; a HEAD request gets the headers only, and a client
+    that goes stops the reading."""
 
     async def stream_fn(writer):
         if request.method == "HEAD":
             return
         disconnect = Disconnect(request)
-        rows = 0
+        rows, last = 0, start(page)
         try:
             if prefix:
                 await writer.write(prefix)
-            chunks = stream_chunks(db, selection, ENCODERS[output], offset, limit, disconnect)
+            chunks = stream_chunks(db, selection, ENCODERS[output], page, limit, disconnect)
             async with aclosing(chunks):
-                async for text, got in chunks:
+                async for text, got, last in chunks:
                     rows += got
                     if text:
                         await writer.write(text)
             if disconnect.happened:
                 logger.info("%s: the client went away after %d rows; the stream stopped", request.path, rows)
             elif finish is not None:
-                await writer.write(await finish(rows))
+                await writer.write(await finish(rows, last))
         finally:
             disconnect.stop()
 
@@ -251,40 +270,44 @@ def stream_response(
 
 
 def envelope_stream(request, datasette, db, selection: Selection, key: str, page: Page, limit: int | None):
-    """The list envelope as page_body makes it, `{key: [...], "total", "limit", "offset", "next"}`,
-    with its list streamed."""
+    """The list envelope as cursor_page_body makes it, `{key: [...], "total", ..., "next"}`, with its
+    list streamed; `next` only when the client paged (`limit`) and rows follow."""
 
-    async def finish(rows: int) -> str:
-        # page_body reads only how many rows there are from its rows argument.
-        tail = page_body(request, datasette, key, range(rows), await count(db, selection), page)
+    async def finish(rows: int, last: int) -> str:
+        after = None if limit is None or rows < limit else await next_after(db, request.path, selection, last)
+        # cursor_page_body reads only how many rows there are from its rows argument.
+        total = await count(db, selection)
+        tail = cursor_page_body(request, datasette, key, range(rows), total, page, after)
         del tail[key]
         return "], " + json.dumps(tail)[1:]
 
     prefix = json.dumps(key).join(["{", ": ["])
-    return stream_response(request, db, selection, "json", page.offset, limit, prefix=prefix, finish=finish)
+    return stream_response(request, db, selection, "json", page, limit, prefix=prefix, finish=finish)
 
 
 # --- Views -----------------------------------------------------------------------------------------
 
 
 async def features_view(request, datasette):
-    args = query_values("/api/v1/ml/features", request.args)
+    path = "/api/v1/ml/features"
+    args = query_values(path, request.args)
     db = books_database(datasette)
     selection = Selection(FEATURE_COLUMNS, FEATURE_EXPRESSIONS, split_table=await has_split_table(db))
-    limit, offset = args["limit"], args["offset"]
+    limit = args["limit"]
     if args["format"] == "csv":
-        return stream_response(request, db, selection, "csv", offset, limit, "features.csv")
+        return stream_response(request, db, selection, "csv", page_of(args, path), limit, "features.csv")
     if limit is not None and limit <= STREAM_CHUNK:  # a page: one query, one answer
-        page = Page(limit, offset)
-        rows, total = await read_page(db, selection, page), await count(db, selection)
-        return json_response(page_body(request, datasette, "features", rows, total, page))
+        page = page_of(args, path)
+        (rows, after), total = await read_page(db, path, selection, page), await count(db, selection)
+        return json_response(cursor_page_body(request, datasette, "features", rows, total, page, after))
     # Every row unless the client pages: the page's limit is then the whole catalogue.
-    page = Page(limit or max(await count(db, selection), 1), offset)
+    page = page_of({**args, "limit": limit or max(await count(db, selection), 1)}, path)
     return envelope_stream(request, datasette, db, selection, "features", page, limit)
 
 
 async def training_data(request, datasette):
-    args = query_values("/api/v1/ml/training-data", request.args)
+    path = "/api/v1/ml/training-data"
+    args = query_values(path, request.args)
     output = args["format"]
     split = None if args["split"] == "all" else args["split"]
     db = books_database(datasette)
@@ -295,10 +318,10 @@ async def training_data(request, datasette):
     if output != "json":
         # Streams: every row of the split unless limit is given; offset skips rows of the split.
         filename = f"training-data-{split or 'all'}.{output}"
-        return stream_response(request, db, selection, output, args["offset"], args["limit"], filename)
-    page = Page(args["limit"] or JSON_PAGE, args["offset"])
-    rows, total = await read_page(db, selection, page), await count(db, selection)
-    body = page_body(request, datasette, "books", rows, total, page)
+        return stream_response(request, db, selection, output, page_of(args, path), args["limit"], filename)
+    page = page_of({**args, "limit": args["limit"] or JSON_PAGE}, path)
+    (rows, after), total = await read_page(db, path, selection, page), await count(db, selection)
+    body = cursor_page_body(request, datasette, "books", rows, total, page, after)
     body["split"] = {"split": split or "all", "test_size": selection.test_size, "seed": selection.seed}
     return json_response(body)
 

@@ -208,13 +208,17 @@ def keyset_page(default: int, maximum: int = 1000) -> tuple[Param, Param, Param]
             _to_integer,
             advice=": deeper pages are reached by following `next` (a cursor, as fast at any depth)",
         ),
-        Param(
-            CURSOR,
-            {"type": "string", "pattern": CURSOR_PATTERN, "maxLength": 2009},
-            "start right after this cursor: the `after` of a `next` link of this route with the same sort "
-            "(opaque); not with offset",
-            advice=": a cursor is the opaque `after` of a `next` link, to be sent back as given",
-        ),
+        cursor_param(),
+    )
+
+
+def cursor_param() -> Param:
+    return Param(
+        CURSOR,
+        {"type": "string", "pattern": CURSOR_PATTERN, "maxLength": 2009},
+        "start right after this cursor: the `after` of a `next` link of this route with the same sort "
+        "(opaque); not with offset",
+        advice=": a cursor is the opaque `after` of a `next` link, to be sent back as given",
     )
 
 
@@ -321,6 +325,7 @@ SPLIT = (
     number("test_size", "share of books in test", 0.2, minimum=0, maximum=1),
     integer("seed", "split seed", 42),
 )
+ML_SORT = "id"  # the ML routes' one order, named in their cursors
 QUERIES: dict[str, Query] = {
     "/api/v1/books": Query(
         (
@@ -360,18 +365,23 @@ QUERIES: dict[str, Query] = {
         (ordered("min", "max"), *cursor_rules("/api/v1/books/price-range")),
     ),
     "/api/v1/categories": Query(page(1000)),
+    # Ordered by id; offset stays unbounded here (skipping reads the narrow book_split table).
     "/api/v1/ml/features": Query(
         (
             choice("format", "json (the list envelope) or csv", ["json", "csv"], "json"),
             *page(None, maximum=INT_MAX, default_text="every row"),
-        )
+            cursor_param(),
+        ),
+        cursor_rules("/api/v1/ml/features", ML_SORT),
     ),
     "/api/v1/ml/training-data": Query(
         (
             choice("format", "json (paged), csv or ndjson (streamed)", ["json", "csv", "ndjson"], "json"),
             *SPLIT,
             *page(None, default_text="100 for json; every row for csv and ndjson"),
-        )
+            cursor_param(),
+        ),
+        cursor_rules("/api/v1/ml/training-data", ML_SORT),
     ),
     "/api/v1/ml/predictions": Query(
         (
