@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import sqlite3
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 from api_support import assert_error, make_datasette
@@ -15,7 +16,7 @@ from support import query
 from sqlite_utils import Database
 
 from books_scraper import storage
-from books_scraper.api.ml import TRAINING_COLUMNS, in_test_split
+from books_scraper.api.ml import STREAM_CHUNK, TRAINING_COLUMNS, in_test_split
 
 FEATURES_SQL = (
     "select id, price, rating, in_stock as available, stock_count, category_id as category_code"
@@ -47,9 +48,58 @@ async def test_features_are_every_book_unless_paged(published_copy, api_env):
     conn.close()
     storage.ensure_db_shape(Database(published_copy.path))  # as a publication would: the aggregates too
     expected = query(published_copy.path, FEATURES_SQL)
-    body = (await make_datasette(published_copy).client.get("/api/v1/ml/features")).json()
+    client = make_datasette(published_copy).client
+    body = (await client.get("/api/v1/ml/features")).json()
     assert body["features"] == expected
     assert body["total"] == body["limit"] == len(expected) and body["offset"] == 0 and body["next"] is None
+    # A page larger than a stream's chunk is streamed too, in the same envelope, its next link included.
+    assert len(expected) > STREAM_CHUNK + 100
+    first = (await client.get(f"/api/v1/ml/features?limit={STREAM_CHUNK + 100}")).json()
+    assert first["features"] == expected[: STREAM_CHUNK + 100] and first["total"] == len(expected)
+    rest = (await client.get(first["next"].replace("http://localhost", ""))).json()
+    assert rest["features"] == expected[STREAM_CHUNK + 100 :] and rest["next"] is None
+    skipped = (await client.get(f"/api/v1/ml/features?offset={len(expected) - 3}")).json()
+    assert skipped["features"] == expected[-3:] and skipped["next"] is None
+
+
+@pytest.mark.parametrize("split", ["all", "test", "train"])
+@pytest.mark.parametrize("seed", [pytest.param(42, id="default-seed"), pytest.param(7, id="seed-7")])
+async def test_a_database_without_book_split_serves_the_same_rows(published_db, published_copy, api_env, split, seed):
+    """book_split is only a faster way to the same split: without it, the fraction is computed."""
+    path = f"/api/v1/ml/training-data?format=ndjson&split={split}&seed={seed}"
+    expected = (await make_datasette(published_db).client.get(path)).text
+    with sqlite3.connect(published_copy.path) as conn:
+        conn.execute("drop table book_split")
+    conn.close()
+    client = make_datasette(published_copy).client
+    assert (await client.get(path)).text == expected
+    page = (await client.get(f"/api/v1/ml/training-data?split={split}&seed={seed}&limit=7&offset=3")).json()
+    assert [b["id"] for b in page["books"]] == [json.loads(line)["id"] for line in expected.splitlines()][3:10]
+
+
+async def test_training_data_pages_follow_cursors_to_the_end(api, published_db):
+    streamed = await ids(api, "train", seed=5)
+    rows, url = [], "/api/v1/ml/training-data?split=train&seed=5&limit=300"
+    while url:
+        body = (await api.client.get(url.replace("http://localhost", ""))).json()
+        assert body["total"] == len(streamed)
+        rows += [b["id"] for b in body["books"]]
+        url = body["next"]
+        assert url is None or "after=" in url and "offset=" not in url
+    assert rows == streamed
+    # A stream starts after a cursor too.
+    cursor = parse_qs(urlparse(body_after(await api.client.get("/api/v1/ml/training-data?split=train&seed=5&limit=10"))).query)["after"][0]
+    assert await ids(api, "train", seed=5, after=cursor) == streamed[10:]
+
+
+def body_after(response) -> str:
+    return response.json()["next"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/ml/training-data?format=csv", "/api/v1/ml/features"])
+async def test_head_of_a_stream_is_headers_only(api, path):
+    response = await api.client.request("HEAD", path)
+    assert response.status_code == 200 and response.content == b""
 
 
 async def test_features_csv_equals_sql(api, published_db):
@@ -174,6 +224,8 @@ async def test_the_served_split_is_the_sha256_split(api, published_db, seed, tes
         ("/api/v1/ml/training-data?test_size=half", 400, "bad_parameter"),
         ("/api/v1/ml/training-data?seed=x", 400, "bad_parameter"),
         ("/api/v1/ml/training-data?limit=5000", 400, "bad_parameter"),
+        ("/api/v1/ml/training-data?after=nonsense", 400, "bad_parameter"),
+        ("/api/v1/ml/features?after=abc.def", 400, "bad_parameter"),
         ("/api/v1/ml/nothing", 404, "not_found"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 
 import pytest
 from api_support import TOKENS, api_metadata, assert_error, bearer, make_datasette
@@ -217,3 +218,50 @@ def test_save_predictions_writes_whole_rows(tmp_path):
         {"id": 1, "batch_id": "b1", "model": "m", "book_id": 7, "predicted_rating": 4.0, "actor": "someone", "created_at": created},
         {"id": 2, "batch_id": "b1", "model": "m", "book_id": 9, "predicted_rating": 2.5, "actor": "someone", "created_at": created},
     ]
+
+
+def expected_summary(published) -> list[dict]:
+    """The summary worked out here from both files, independently of the server."""
+    ratings = {r["id"]: r["rating"] for r in query(published.path, "select id, rating from books")}
+    models: dict[str, list[dict]] = {}
+    for row in stored(published.operations_path):
+        models.setdefault(row["model"], []).append(row)
+    figures = []
+    for model, rows in sorted(models.items()):
+        errors = [r["predicted_rating"] - ratings[r["book_id"]] for r in rows if r["book_id"] in ratings]
+        figures.append({
+            "model": model, "predictions": len(rows), "batches": len({r["batch_id"] for r in rows}),
+            "evaluated": len(errors),
+            "mae": round(sum(map(abs, errors)) / len(errors), 4) if errors else None,
+            "rmse": round(math.sqrt(sum(e * e for e in errors) / len(errors)), 4) if errors else None,
+            "last_prediction_at": max(r["created_at"] for r in rows),
+        })
+    return figures
+
+
+async def test_the_summary_takes_in_each_new_batch_and_rows_removed_by_hand(writable_api):
+    """The summary is kept between requests and extended by the rows added since (or worked out again
+    when rows went): after every change it equals the figures worked out from the files."""
+    ds, published = writable_api
+    ids = book_ids(published, 30)
+    summary = "/api/v1/ml/predictions/summary"
+    assert (await ds.client.get(summary)).json() == {"models": []}
+    for model, chosen, rating in [("a", ids[:10], 4.5), ("b", ids[5:20], 1), ("a", ids[20:], 2.25)]:
+        body = {"model": model, "predictions": [{"id": i, "predicted_rating": rating} for i in chosen]}
+        assert (await ds.client.post("/api/v1/ml/predictions", json=body, headers=ML)).status_code == 201
+        assert (await ds.client.get(summary)).json()["models"] == expected_summary(published)
+    # A prediction for a book that is not published (stored by hand) is counted, not evaluated.
+    with sqlite3.connect(published.operations_path) as conn:
+        conn.execute(
+            "insert into predictions (batch_id, model, book_id, predicted_rating, created_at)"
+            " values ('by-hand', 'b', 999999999, 3, '2030-01-01T00:00:00+00:00')"
+        )
+    conn.close()
+    models = (await ds.client.get(summary)).json()["models"]
+    assert models == expected_summary(published)
+    assert models[1]["predictions"] == models[1]["evaluated"] + 1
+    with sqlite3.connect(published.operations_path) as conn:
+        conn.execute("delete from predictions where id > (select max(id) - 12 from predictions)")
+    conn.close()
+    assert (await ds.client.get(summary)).json()["models"] == expected_summary(published)
+    assert (await ds.client.get(f"{summary}?model=b")).json()["models"] == expected_summary(published)[1:]
