@@ -3,11 +3,15 @@ workarounds work (the malformed-request ones: test_datasette_fuzz.py)."""
 
 from __future__ import annotations
 
+import inspect
 import urllib.error
 import urllib.request
 
 import datasette.handle_exception
+from datasette.app import Datasette
 from serving import ServeProcess
+
+from books_scraper.web.datasette_internals import pop_local_metadata
 
 SECRET = "Bearer tok-that-must-never-be-logged-0123456789"
 
@@ -35,3 +39,14 @@ def test_error_answers_do_not_log_the_request_headers(published_db, tmp_path):
         log = server.log.read_text(errors="replace")
     assert "tok-that-must-never-be-logged" not in log
     assert "Traceback" not in log
+
+
+def test_datasette_still_deep_copies_its_local_metadata_per_table_check():
+    # If this fails, Datasette changed how it keeps or copies metadata: revisit web/plugin_metadata.py.
+    source = inspect.getsource(Datasette._table_permission_allows)
+    assert 'self._metadata_sources("tables"' in source and "copy.deepcopy(source)" in source
+    assert "yield self._metadata_local" in inspect.getsource(Datasette._metadata_sources)
+    ds = Datasette(memory=True, metadata={"title": "t", "plugins": {"p": {"a": 1}}})
+    assert pop_local_metadata(ds, "plugins") == {"p": {"a": 1}}
+    assert ds._metadata_local == {"title": "t"}
+    assert pop_local_metadata(ds, "plugins") is None

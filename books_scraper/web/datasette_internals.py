@@ -2,7 +2,8 @@
 
 tests/test_datasette_internals.py and test_datasette_fuzz.py::test_datasette_internals_are_as_the_checks_expect
 fail when an upgrade changes any of them: then re-run the fuzz test and revisit
-books_scraper.web.datasette_errors, or drop no_rich_tracebacks() if Datasette stops printing locals.
+books_scraper.web.datasette_errors, or drop no_rich_tracebacks() if Datasette stops printing locals,
+or books_scraper.web.plugin_metadata if Datasette stops copying its metadata per permission check.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datasette.views.table import TableView
 __all__ = [
     "AllowDebugView", "AuthTokenView", "DatabaseView", "MessagesDebugView", "QueryInterrupted",
     "Route", "RowView", "TableView", "allowed_methods", "error_page", "matched_route", "no_rich_tracebacks",
-    "resolve", "urlsafe_components",
+    "pop_local_metadata", "resolve", "urlsafe_components",
 ]
 
 _ROUTES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Datasette -> its compiled routes
@@ -102,3 +103,11 @@ def no_rich_tracebacks() -> None:
     rich and `show_locals=True` when rich is importable (Schemathesis brings it into the test
     environment). The locals hold the request's headers, so a Bearer token would reach the log."""
     datasette.handle_exception.rich = None
+
+
+def pop_local_metadata(datasette, key: str) -> object | None:
+    """Takes `key` out of the metadata Datasette was started with and returns it. Datasette 0.65.5
+    deep-copies that whole dict in every view-table permission check (_table_permission_allows, twice
+    per table page or JSON); what is taken out is then served by a get_metadata hook instead
+    (books_scraper/web/plugin_metadata.py)."""
+    return datasette._metadata_local.pop(key, None)
