@@ -253,21 +253,25 @@ def schema_of(path: Path) -> list[tuple]:
 
 
 @functools.lru_cache(maxsize=None)
-def fingerprint_of(seed_json: str, build_version: int) -> str:
+def fresh_schema(seed_json: str) -> str:
+    """The schema of both databases of a tiny catalogue built now, as JSON."""
     seed = json.loads(seed_json)
     with tempfile.TemporaryDirectory(prefix="books-scale-fp-") as work:
         books, operations = Path(work) / "books.db", Path(work) / "operations.db"
         build_books_db(books, seed[:3], 3)
         build_operations_db(operations, books, 3)
-        digest = hashlib.sha256(json.dumps([build_version, schema_of(books), schema_of(operations)]).encode())
-    digest.update(seed_json.encode())
-    return digest.hexdigest()[:12]
+        return json.dumps([schema_of(books), schema_of(operations)])
+
+
+def seed_digest(seed: list[dict]) -> str:
+    return hashlib.sha256(json.dumps([BUILD_VERSION, seed], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def fingerprint(seed: list[dict]) -> str:
     """The schema a tiny catalogue built now has (both databases), the builder's version and the
     seed rows: a cached catalogue is reused while these are unchanged."""
-    return fingerprint_of(json.dumps(seed, sort_keys=True, default=str), BUILD_VERSION)
+    schema = fresh_schema(json.dumps(seed, sort_keys=True, default=str))
+    return hashlib.sha256(f"{schema}{seed_digest(seed)}".encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -280,7 +284,10 @@ class Catalogue:
 
 def catalogue(size: int, seed: list[dict], seed_name: str, cache: Path, print_fn=print,
               rebuild: bool = False) -> Catalogue:
-    """The cached catalogue of `size` books for today's schema, built first when missing."""
+    """The cached catalogue of `size` books for today's schema: built when missing, or upgraded
+    from the copy an earlier schema left (the same seed): its migrations and ensure_db_shape() run
+    on it, as on a database published by an older version, and it is kept only if its schema is
+    then exactly a new build's."""
     key = fingerprint(seed)
     directory = cache / f"{size}-{key}"
     books, operations, facts = directory / "books.db", directory / "operations.db", directory / "build.json"
@@ -289,26 +296,61 @@ def catalogue(size: int, seed: list[dict], seed_name: str, cache: Path, print_fn
     if facts.exists():
         build = json.loads(facts.read_text())
         return Catalogue(size, books, operations, {**build, "cached": True})
-    for stale in cache.glob(f"{size}-*"):  # another schema's copy of this size: gigabytes at 1M
-        if stale.is_dir() and len(stale.name.split("-", 1)[1]) == len(key):
-            shutil.rmtree(stale, ignore_errors=True)
+    stale = [path for path in cache.glob(f"{size}-*") if path.is_dir() and path != directory]
     partial = cache / f".{size}-{key}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    print_fn(f"building {size} books ({seed_name}) in {directory} ...")
-    started = time.perf_counter()
-    build = build_books_db(partial / "books.db", seed, size)
-    build.update(build_operations_db(partial / "operations.db", partial / "books.db", size))
-    build["total_s"] = round(time.perf_counter() - started, 2)
-    build["books_per_s"] = round(size / build["total_s"])
+    build = None if rebuild else upgrade(stale, partial, seed, print_fn)
+    if build is None:
+        shutil.rmtree(partial)
+        partial.mkdir()
+        print_fn(f"building {size} books ({seed_name}) in {directory} ...")
+        started = time.perf_counter()
+        build = build_books_db(partial / "books.db", seed, size)
+        build.update(build_operations_db(partial / "operations.db", partial / "books.db", size))
+        build["total_s"] = round(time.perf_counter() - started, 2)
+        build["books_per_s"] = round(size / build["total_s"])
     build["books_mb"] = round((partial / "books.db").stat().st_size / 1e6, 1)
     build["operations_mb"] = round((partial / "operations.db").stat().st_size / 1e6, 1)
-    build["fingerprint"], build["seed"] = key, seed_name
+    build.update(fingerprint=key, seed=seed_name, seed_digest=seed_digest(seed))
     (partial / "build.json").write_text(json.dumps(build, indent=2))
     partial.rename(directory)
-    print_fn(f"built {size} books in {build['total_s']} s ({build['books_per_s']} books/s, "
-             f"{build['books_mb']} MB + {build['operations_mb']} MB)")
+    for path in stale:  # another schema's copy of this size: gigabytes at 1M
+        shutil.rmtree(path, ignore_errors=True)
+    print_fn(f"{size} books ready in {build.get('upgrade_s', build['total_s'])} s: {json.dumps(build)}")
     return Catalogue(size, books, operations, {**build, "cached": False})
+
+
+def upgrade(stale: list[Path], partial: Path, seed: list[dict], print_fn) -> dict | None:
+    """The newest stale copy of the same seed, upgraded in `partial`; None when there is none or
+    its upgraded schema differs from a new build's."""
+    candidates = []
+    for path in stale:
+        try:
+            build = json.loads((path / "build.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if build.get("seed_digest") == seed_digest(seed):
+            candidates.append((path.stat().st_mtime, path, build))
+    if not candidates:
+        return None
+    _, source, build = max(candidates)
+    print_fn(f"upgrading {source} to today's schema ...")
+    started = time.perf_counter()
+    shutil.copyfile(source / "books.db", partial / "books.db")
+    shutil.copyfile(source / "operations.db", partial / "operations.db")
+    db = open_books_db(str(partial / "books.db"))
+    db.execute("pragma synchronous = off")
+    db.execute("pragma cache_size = -500000")
+    ensure_db_shape(db)
+    db.close()
+    open_operations_db(str(partial / "operations.db")).close()
+    schema = json.dumps([schema_of(partial / "books.db"), schema_of(partial / "operations.db")])
+    if schema != fresh_schema(json.dumps(seed, sort_keys=True, default=str)):
+        print_fn("the upgraded copy's schema differs from a new build's: building afresh")
+        return None
+    upgraded = {key: build[key] for key in ("rows_s", "shape_s", "predictions_s", "total_s", "books_per_s")}
+    return {**upgraded, "upgraded_from": source.name, "upgrade_s": round(time.perf_counter() - started, 2)}
 
 
 # --- The server, as the README starts it --------------------------------------------------------
@@ -420,31 +462,43 @@ class Server:
         self.command = [sys.executable, "-m", "books_scraper.serve", "--books-db", str(cat.books_db),
                         "--operations-db", str(work / "operations.db")]
 
-    def __enter__(self) -> "Server":
-        self.log = open(self.work / "serve.log", "ab")
-        started = time.perf_counter()
-        self.process = subprocess.Popen(self.command, cwd=PROJECT, env=self.env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        RUNNING[self.process.pid] = self.process
-        try:
-            self.start_s = self.first_answer(started)
-        except BaseException:
-            self.__exit__()
-            raise
+    def __enter__(self, attempts: int = 3) -> "Server":
+        for attempt in range(1, attempts + 1):
+            self.log = open(self.work / "serve.log", "ab")
+            started = time.perf_counter()
+            self.process = subprocess.Popen(self.command, cwd=PROJECT, env=self.env, stdout=self.log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+            RUNNING[self.process.pid] = self.process
+            try:
+                self.start_s = self.first_answer(started)
+                break
+            except RuntimeError:
+                self.__exit__()
+                # Another program on this shared machine may take the free port first: try another.
+                if attempt == attempts or "already in use" not in self.log_tail():
+                    raise
+                self.port = free_port()
+                self.env["BOOKS_PORT"] = str(self.port)
+            except BaseException:
+                self.__exit__()
+                raise
         self.memory = Memory(self.process.pid)
         self.memory.start()
         return self
+
+    def log_tail(self) -> str:
+        return (self.work / "serve.log").read_text(errors="replace")[-3000:]
 
     def first_answer(self, started: float, limit: float = 120) -> float:
         """Seconds from the start to the first answer of Datasette's trivial /-/versions.json."""
         while time.perf_counter() - started < limit:
             if self.process.poll() is not None:
-                raise RuntimeError(f"serve exited {self.process.returncode}: see {self.work / 'serve.log'}")
+                raise RuntimeError(f"serve exited {self.process.returncode}")
             answer = fetch(self.connection(), "/-/versions.json", timeout=limit)
             if answer.status == 200:
                 return time.perf_counter() - started
             time.sleep(0.02)
-        raise RuntimeError(f"serve did not answer within {limit} s: see {self.work / 'serve.log'}")
+        raise RuntimeError(f"serve did not answer within {limit} s")
 
     def connection(self, timeout: float = 300) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -769,6 +823,11 @@ def measure_size(cat: Catalogue, metadata: dict, settings: Settings, token: str,
             "peak_rss_mb": round(max(peaks), 1),
             "routes": results,
         }
+    except BaseException:
+        log = work / "serve.log"
+        if log.exists():
+            progress(f"the server's log, last lines:\n{log.read_text(errors='replace')[-3000:]}")
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

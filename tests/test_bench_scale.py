@@ -124,3 +124,14 @@ def test_copies_of_a_crawled_database_get_new_ids_upcs_and_urls(tmp_path: Path) 
     assert len({row[1] for row in rows}) == 20
     assert rows[7][2] == rows[0][2] and rows[7][3].endswith("_8/index.html")
     assert history == [(1, 20)]  # no book id is a multiple of 100: no second-run price change
+
+
+def test_a_copy_left_by_an_earlier_schema_is_upgraded_not_rebuilt(tmp_path: Path) -> None:
+    scale = load_scale()
+    seed, name = scale.seed_records("generated")
+    built = scale.catalogue(30, seed, name, tmp_path, print_fn=lambda *_: None)
+    earlier = built.books_db.parent.rename(tmp_path / "30-000000000000")  # as if the schema had changed since
+    upgraded = scale.catalogue(30, seed, name, tmp_path, print_fn=lambda *_: None)
+    assert upgraded.books_db == built.books_db and upgraded.build["upgraded_from"] == earlier.name
+    assert not earlier.exists()
+    assert scale.catalogue_facts(upgraded)["books"] == 30
