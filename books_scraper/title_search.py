@@ -1,11 +1,11 @@
 """The title search index: every book's title, case-folded, in an FTS5 trigram table.
 
 `/api/v1/books/search?title=` means "contains, in any case" with full Unicode case folding (Python's
-str.casefold: `CAFÉ` finds `Café`, `STRASSE` finds `Straße`). The table holds casefold(title) and
-indexes it with the trigram tokenizer taking case as it is (`case_sensitive 1`), so a folded term's
-phrase query is an exact substring test on the folded title, answered from the index:
+str.casefold: `CAFÉ` finds `Café`, `STRASSE` finds `Straße`). A plain table holds casefold(title)
+and an FTS5 table indexes it with the trigram tokenizer taking case as it is (`case_sensitive 1`), so
+a folded term's phrase query is an exact substring test on the folded title, answered from the index:
 - terms of 3 characters or more (once folded): a trigram phrase query, exact;
-- shorter terms (which trigrams cannot answer): instr() over the folded titles, a scan in C;
+- shorter terms (which trigrams cannot answer): instr() over the plain folded titles, a scan in C;
 - LIKE and GLOB wildcards, quotes and FTS5 operators are plain characters in either case.
 
 Derived data like the aggregates: (re)built by storage.ensure_db_shape before every publication, so
@@ -14,9 +14,12 @@ it matches the published books; nothing here runs per request but the query.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlite_utils import Database
 
-TITLE_INDEX = "book_titles_folded"
+FOLDED_TITLES = "book_titles_folded"  # id, casefold(title): a plain table, scanned for short terms
+TITLE_INDEX = "book_titles_trigram"  # its FTS5 trigram index (external content: no second copy)
 TRIGRAM = 3  # characters per trigram: shorter folded terms cannot use the index
 
 
@@ -26,26 +29,42 @@ def fold(text: str) -> str:
 
 
 def ensure_title_index(db: Database) -> None:
-    """Build the folded-title trigram table afresh from the books table (idempotent)."""
+    """Build the folded titles and their trigram index afresh from the books table (idempotent)."""
     with db.conn:
         db.execute(f"drop table if exists {TITLE_INDEX}")
-        db.execute(
-            f"create virtual table {TITLE_INDEX} using fts5(title, tokenize='trigram case_sensitive 1')"
-        )
+        db.execute(f"drop table if exists {FOLDED_TITLES}")
+        db.execute(f"create table {FOLDED_TITLES} (id integer primary key, title text not null)")
         rows = ((id_, fold(title)) for id_, title in db.conn.execute("select id, title from books"))
-        db.conn.executemany(f"insert into {TITLE_INDEX} (rowid, title) values (?, ?)", rows)
+        db.conn.executemany(f"insert into {FOLDED_TITLES} (id, title) values (?, ?)", rows)
+        db.execute(
+            f"create virtual table {TITLE_INDEX} using fts5(title, content='{FOLDED_TITLES}',"
+            " content_rowid='id', tokenize='trigram case_sensitive 1')"
+        )
+        db.execute(f"insert into {TITLE_INDEX} ({TITLE_INDEX}) values ('rebuild')")
 
 
-def title_condition(term: str, id_column: str = "b.id") -> tuple[str, dict]:
-    """(SQL condition, params): `id_column` is a book whose folded title contains the folded term."""
+@dataclass(frozen=True)
+class TitleMatch:
+    """A title search as SQL, in the two forms a query plan needs, with its params."""
+
+    matching_ids: str  # `select id ...`: every matching book id, ascending (to drive a query)
+    test: str  # a condition on one book row: does its id match (to filter a scan)
+    params: dict
+
+
+def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
+    """Books whose folded title contains the folded term: a trigram phrase query (exact substring of
+    the folded title) from 3 folded characters, else instr() over the folded titles."""
     folded = fold(term)
     if len(folded) >= TRIGRAM:
         phrase = '"' + folded.replace('"', '""') + '"'
-        return (
-            f"{id_column} in (select rowid from {TITLE_INDEX} where {TITLE_INDEX} match :title_phrase)",
+        return TitleMatch(
+            f"select rowid as id from {TITLE_INDEX} where {TITLE_INDEX} match :title_phrase",
+            f"exists (select 1 from {TITLE_INDEX} where rowid = {id_column} and {TITLE_INDEX} match :title_phrase)",
             {"title_phrase": phrase},
         )
-    return (
-        f"{id_column} in (select rowid from {TITLE_INDEX} where instr(title, :title_folded) > 0)",
+    return TitleMatch(
+        f"select id from {FOLDED_TITLES} where instr(title, :title_folded) > 0",
+        f"instr((select title from {FOLDED_TITLES} where id = {id_column}), :title_folded) > 0",
         {"title_folded": folded},
     )

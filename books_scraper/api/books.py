@@ -22,14 +22,24 @@ from books_scraper.api.web import (
     page_body,
 )
 from books_scraper.storage import BOOK_COLUMNS
-from books_scraper.title_search import title_condition
+from books_scraper.title_search import title_match
 
-BOOK_SELECT = (
-    "select "
-    + ", ".join(f"b.{name}" for name in BOOK_COLUMNS)
-    + ", c.name as category, c.slug as category_slug"
-    + " from books b join categories c on c.id = b.category_id"
-)
+
+def book_select(books: str = "books b") -> str:
+    """The one book SELECT; `books` may carry an index hint (`books b indexed by ...`)."""
+    columns = ", ".join(f"b.{name}" for name in BOOK_COLUMNS)
+    return f"select {columns}, c.name as category, c.slug as category_slug from {books}" \
+        " join categories c on c.id = b.category_id"
+
+
+BOOK_SELECT = book_select()
+# The index each sort walks (storage.BOOK_INDEXES, as sqlite-utils names them); the id is the rowid.
+SORT_INDEXES = {"price": "idx_books_price", "rating": "idx_books_rating", "title": "idx_books_title"}
+# A list filtered by category alone sorts its matching ids up to this many books (the count is the
+# category's figure): a walk of the sort's index could pass many books of other categories first.
+CATEGORY_GATHER_MAX = 50_000
+# Columns of a few distinct values: their index is worth less than any other filter's.
+WEAK_COLUMNS = {"rating", "in_stock"}
 # Every category with its book figures, empty categories included, by name: /categories and
 # /stats/categories are two views of this one query.
 CATEGORY_FIGURES_SELECT = (
@@ -51,13 +61,31 @@ CATEGORY_TOTALS = {
 }
 
 
-# Filters that compare one indexed column with the parameter of the same name.
+# Filters that compare one indexed column with the parameter of the same name: (column, test).
 COMPARISONS = {
-    "min_price": "b.price >= :min_price",
-    "max_price": "b.price <= :max_price",
-    "min_rating": "b.rating >= :min_rating",
-    "in_stock": "b.in_stock = :in_stock",
+    "min_price": ("price", "{plus}b.price >= :min_price"),
+    "max_price": ("price", "{plus}b.price <= :max_price"),
+    "min_rating": ("rating", "{plus}b.rating >= :min_rating"),
+    "in_stock": ("in_stock", "{plus}b.in_stock = :in_stock"),
 }
+CATEGORY_TESTS = {
+    "category": "{plus}b.category_id in (select id from categories"
+    " where casefold(name) = casefold(:category) or casefold(slug) = casefold(:category))",
+    "category_like": "{plus}b.category_id in (select id from categories"
+    " where casefold(name) like casefold(:category_like) escape '\\')",
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One filter as SQL on a book row `b`."""
+
+    test: str  # `{plus}` marks where SQLite may be told not to use the column's index (a unary +)
+    column: str | None = None  # the books column it compares, if one
+    matching_ids: str | None = None  # a full-text filter's `select id` of every match, ascending
+
+    def sql(self, use_index: bool = True) -> str:
+        return self.test.replace("{plus}", "" if use_index else "+")
 
 
 @dataclass(frozen=True)
@@ -72,33 +100,30 @@ class BookFilters:
     q: str | None = None  # full-text, already an FTS5 query
 
 
-def where_clause(filters: BookFilters) -> tuple[list[str], dict]:
+def where_clause(filters: BookFilters) -> tuple[list[Condition], dict]:
     """(conditions to AND, their params)."""
-    conditions: list[str] = []
+    conditions: list[Condition] = []
     params: dict = {}
     if filters.category is not None:
-        conditions.append(
-            "b.category_id in (select id from categories"
-            " where casefold(name) = casefold(:category) or casefold(slug) = casefold(:category))"
-        )
+        conditions.append(Condition(CATEGORY_TESTS["category"], "category_id"))
         params["category"] = filters.category
     if filters.category_like is not None:
-        conditions.append(
-            "b.category_id in (select id from categories"
-            " where casefold(name) like casefold(:category_like) escape '\\')"
-        )
+        conditions.append(Condition(CATEGORY_TESTS["category_like"], "category_id"))
         params["category_like"] = like_pattern(filters.category_like)
     if filters.title_like is not None:
-        condition, title_params = title_condition(filters.title_like)
-        conditions.append(condition)
-        params.update(title_params)
-    for name, condition in COMPARISONS.items():
+        title = title_match(filters.title_like)
+        conditions.append(Condition(title.test, matching_ids=title.matching_ids))
+        params.update(title.params)
+    for name, (column, test) in COMPARISONS.items():
         value = getattr(filters, name)
         if value is not None:
-            conditions.append(condition)
+            conditions.append(Condition(test, column))
             params[name] = int(value) if isinstance(value, bool) else value
     if filters.q is not None:
-        conditions.append("b.id in (select rowid from books_fts where books_fts match :q)")
+        conditions.append(Condition(
+            "exists (select 1 from books_fts where rowid = b.id and books_fts match :q)",
+            matching_ids="select rowid as id from books_fts where books_fts match :q",
+        ))
         params["q"] = filters.q
     return conditions, params
 
@@ -110,22 +135,64 @@ def keyset_of(sort: str) -> Keyset:
     return Keyset(sort, column, None if column is None else name, descending=sort.startswith("-"))
 
 
-def list_query(filters: BookFilters, keyset: Keyset, page) -> tuple[str, dict]:
-    """(page SQL, params) for a filtered, sorted page of books (limit + 1 rows)."""
-    conditions, params = where_clause(filters)
-    page_sql, page_params = keyset_sql(BOOK_SELECT, conditions, keyset, page)
-    return page_sql, {**params, **page_params}
+def matching_ids_sql(conditions: list[Condition]) -> str:
+    """The ids of the books that pass every condition, at most COUNT_CAP + 1 of them, found the
+    cheap way: from a full-text filter's matches when there is one (read in order, each book then
+    tested), else by an index of the other filters (not a weak one's when another filter has one)."""
+    driver = next((c for c in conditions if c.matching_ids), None)
+    if driver is not None:
+        tests = [c.sql(use_index=False) for c in conditions if c is not driver]
+        source = f"({driver.matching_ids}) m cross join books b on b.id = m.id"
+    else:
+        strong = any(c.column not in WEAK_COLUMNS for c in conditions)
+        tests = [c.sql(use_index=not (strong and c.column in WEAK_COLUMNS)) for c in conditions]
+        source = "books b"
+    return f"select b.id from {source}{_where(tests)} limit {COUNT_CAP + 1}"
+
+
+def only_categories(filters: BookFilters) -> bool:
+    return replace(filters, category=None, category_like=None) == BookFilters()
+
+
+def is_many(filters: BookFilters, total: int, exact: bool) -> bool:
+    """Whether a page walks the sort's index (list_query) rather than sorting the matching ids."""
+    return not exact or total > (CATEGORY_GATHER_MAX if only_categories(filters) else COUNT_CAP)
 
 
 def total_query(filters: BookFilters) -> tuple[str, dict, bool]:
     """(SQL of the total, params, whether it is exact): a category figure when only categories
-    filter, else a count that stops at COUNT_CAP + 1 rows (answered as COUNT_CAP, not exact)."""
+    filter, else a count of the matching ids, which stops at COUNT_CAP + 1 (then not exact)."""
     conditions, params = where_clause(filters)
-    if replace(filters, category=None, category_like=None) == BookFilters():
+    if only_categories(filters):
         key = "category" if filters.category is not None else "category_like" if filters.category_like else None
         return CATEGORY_TOTALS[key], params, True
-    where = " where " + " and ".join(conditions)
-    return f"select count(*) from (select 1 from books b{where} limit {COUNT_CAP + 1})", params, False
+    return f"select count(*) from ({matching_ids_sql(conditions)})", params, False
+
+
+def list_query(filters: BookFilters, keyset: Keyset, page, many: bool) -> tuple[str, dict]:
+    """(page SQL, params) for a filtered, sorted page of books (limit + 1 rows).
+
+    Few matches: the page is cut from the matching ids, sorted. Many (`many`): the sort's index is
+    walked and each row tested, which stops after limit + 1 matches (when at least COUNT_CAP books of
+    the catalogue match, a short walk). Either way only ids and sort values are sorted and walked;
+    the page's rows are read last, limit + 1 of them."""
+    conditions, params = where_clause(filters)
+    column = keyset.name
+    if conditions and not many:
+        source, tests = "books b", [f"b.id in ({matching_ids_sql(conditions)})"]
+    else:
+        hint = f"indexed by {SORT_INDEXES[column]}" if column else "not indexed"  # not indexed: rowid order
+        source, tests = f"books b {hint}", [c.sql(use_index=c.column == column) for c in conditions]
+    sort_value = f", {keyset.column} as {column}" if column else ""
+    ids_sql, page_params = keyset_sql(f"select b.id{sort_value} from {source}", tests, keyset, page)
+    way = "desc" if keyset.descending else "asc"
+    order = f"p.{column} {way}, p.id {way}" if column else f"p.id {way}"
+    page_sql = f"{book_select(f'({ids_sql}) p cross join books b on b.id = p.id')} order by {order}"
+    return page_sql, {**params, **page_params}
+
+
+def _where(tests: list[str]) -> str:
+    return (" where " + " and ".join(tests)) if tests else ""
 
 
 def casefold(text):
@@ -209,14 +276,14 @@ async def categories(request, datasette):
 async def _book_page(request, datasette, path: str, filters: BookFilters, args: dict):
     page = page_of(args, path)
     keyset = keyset_of(args["sort"])
-    page_sql, params = list_query(filters, keyset, page)
-    total_sql, total_params, exact = total_query(filters)
     db = books_database(datasette)
+    total_sql, total_params, exact = total_query(filters)
     total = (await db.execute(total_sql, total_params)).single_value()
-    fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
-    rows, after = next_cursor(path, keyset, fetched, page)
     if not exact:  # the count stopped at COUNT_CAP + 1 rows: more than COUNT_CAP match
         exact, total = total <= COUNT_CAP, min(total, COUNT_CAP)
+    page_sql, params = list_query(filters, keyset, page, many=is_many(filters, total, exact))
+    fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
+    rows, after = next_cursor(path, keyset, fetched, page)
     return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
 
 
