@@ -15,12 +15,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from serving import ServeProcess, alive
+from serving import ServeProcess, alive, publication
 from sqlite_utils import Database
 from support import query
 
 from books_scraper import storage
 from books_scraper.api.ml import FEATURE_COLUMNS
+from books_scraper.api.web import COUNT_CAP
 
 COPIES = 20  # ~20,000 books: some 36 MB of training CSV
 
@@ -128,3 +129,14 @@ def test_sigterm_stops_the_server_in_the_middle_of_a_stream(catalogue, tmp_path)
             assert wait_for(lambda: not any(alive(pid) for pid in workers)), workers
         finally:
             sock.close()
+
+
+async def test_a_computed_split_counts_up_to_the_cap(catalogue):
+    """A seed other than book_split's is hashed per book: its total stops at COUNT_CAP, said not exact."""
+    books, ops = catalogue
+    client = publication(books, ops).client
+    body = (await client.get("/api/v1/ml/training-data?split=train&seed=7&limit=5")).json()
+    assert body["total"] == COUNT_CAP and body["total_exact"] is False and len(body["books"]) == 5
+    stored = (await client.get("/api/v1/ml/training-data?split=train&limit=5")).json()
+    expected = query(books, "select count(*) as n from book_split where fraction >= 0.2")[0]["n"]
+    assert expected > COUNT_CAP and stored["total"] == expected and stored["total_exact"] is True

@@ -26,7 +26,7 @@ from datasette.utils.asgi import AsgiStream
 from books_scraper.aggregates import BOOK_SPLIT, DEFAULT_SPLIT_SEED, split_fraction
 from books_scraper.api.cache import cache
 from books_scraper.api.params import ML_SORT, Cursor, Page, encode_cursor, page_of, query_values
-from books_scraper.api.web import api_route, books_database, cursor_page_body, json_response
+from books_scraper.api.web import COUNT_CAP, api_route, books_database, cursor_page_body, json_response
 from books_scraper.storage import BOOK_COLUMNS
 
 FEATURE_COLUMNS = ["id", "price", "rating", "available", "stock_count", "category_code"]
@@ -94,8 +94,17 @@ class Selection:
             f" cross join books b on b.id = page.id{self.join} order by b.id"
         )
 
+    @property
+    def computed(self) -> bool:
+        """Whether each book's side is computed (a seed other than book_split's) rather than read."""
+        return self.split is not None and not (self.split_table and self.seed == DEFAULT_SPLIT_SEED)
+
     def count_sql(self) -> str:
-        table, _key, condition = self._ids()
+        """The count; a computed split is counted up to COUNT_CAP + 1 rows only (hashing every book
+        of a large catalogue takes seconds)."""
+        table, key, condition = self._ids()
+        if self.computed:
+            return f"select count(*) from (select 1 from {table} where {condition} limit {COUNT_CAP + 1})"
         return f"select count(*) from {table}" + (f" where {condition}" if condition else "")
 
 
@@ -135,12 +144,14 @@ async def next_after(db, path: str, selection: Selection, last: int) -> str | No
     return encode_cursor(path, Cursor(ML_SORT, None, last)) if more else None
 
 
-async def count(db, selection: Selection) -> int:
-    """The selection's size, once per database version: counting a split reads every row."""
+async def count(db, selection: Selection) -> tuple[int, bool]:
+    """(total, whether it is exact), once per database version: past COUNT_CAP a computed split
+    answers COUNT_CAP, not exact, as the catalogue's filtered lists do."""
     name = f"count:{selection.split}:{selection.seed}:{selection.test_size}:{selection.split_table}"
-    return await cache.get(
-        db, name, lambda conn: fetch(conn, selection.count_sql(), selection.params)[0][0]
-    )
+    total = await cache.get(db, name, lambda conn: fetch(conn, selection.count_sql(), selection.params)[0][0])
+    if selection.computed and total > COUNT_CAP:
+        return COUNT_CAP, False
+    return total, True
 
 
 async def has_split_table(db) -> bool:
@@ -276,8 +287,8 @@ def envelope_stream(request, datasette, db, selection: Selection, key: str, page
     async def finish(rows: int, last: int) -> str:
         after = None if limit is None or rows < limit else await next_after(db, request.path, selection, last)
         # cursor_page_body reads only how many rows there are from its rows argument.
-        total = await count(db, selection)
-        tail = cursor_page_body(request, datasette, key, range(rows), total, page, after)
+        total, exact = await count(db, selection)
+        tail = cursor_page_body(request, datasette, key, range(rows), total, page, after, exact)
         del tail[key]
         return "], " + json.dumps(tail)[1:]
 
@@ -298,10 +309,10 @@ async def features_view(request, datasette):
         return stream_response(request, db, selection, "csv", page_of(args, path), limit, "features.csv")
     if limit is not None and limit <= STREAM_CHUNK:  # a page: one query, one answer
         page = page_of(args, path)
-        (rows, after), total = await read_page(db, path, selection, page), await count(db, selection)
-        return json_response(cursor_page_body(request, datasette, "features", rows, total, page, after))
+        (rows, after), (total, exact) = await read_page(db, path, selection, page), await count(db, selection)
+        return json_response(cursor_page_body(request, datasette, "features", rows, total, page, after, exact))
     # Every row unless the client pages: the page's limit is then the whole catalogue.
-    page = page_of({**args, "limit": limit or max(await count(db, selection), 1)}, path)
+    page = page_of({**args, "limit": limit or max((await count(db, selection))[0], 1)}, path)
     return envelope_stream(request, datasette, db, selection, "features", page, limit)
 
 
@@ -320,8 +331,8 @@ async def training_data(request, datasette):
         filename = f"training-data-{split or 'all'}.{output}"
         return stream_response(request, db, selection, output, page_of(args, path), args["limit"], filename)
     page = page_of({**args, "limit": args["limit"] or JSON_PAGE}, path)
-    (rows, after), total = await read_page(db, path, selection, page), await count(db, selection)
-    body = cursor_page_body(request, datasette, "books", rows, total, page, after)
+    (rows, after), (total, exact) = await read_page(db, path, selection, page), await count(db, selection)
+    body = cursor_page_body(request, datasette, "books", rows, total, page, after, exact)
     body["split"] = {"split": split or "all", "test_size": selection.test_size, "seed": selection.seed}
     return json_response(body)
 
