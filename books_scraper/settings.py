@@ -43,9 +43,10 @@ ROBOTSTXT_OBEY = True
 CONCURRENT_REQUESTS = 8
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
 DOWNLOAD_TIMEOUT = 30
-# A page yields at most ~21 objects and the pipelines are synchronous: Scrapy's default of 100
-# parallel item slots only adds 100 asyncio tasks per response.
-CONCURRENT_ITEMS = 16
+# A page yields at most ~21 objects and the pipelines are synchronous, so items gain nothing from
+# being processed in parallel: Scrapy starts this many asyncio tasks per response (its default of
+# 100 cost ~0.1 ms per response; 16 still ~0.1 ms against ~0.03 ms for 1).
+CONCURRENT_ITEMS = 1
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.5
 AUTOTHROTTLE_MAX_DELAY = 10
