@@ -7,13 +7,16 @@ books_scraper/operations.py's), scored against the books database's ratings.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 import sqlite3
 import uuid
 from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlite_utils import Database
 
@@ -27,8 +30,9 @@ from books_scraper.api.web import (
     require_permission,
 )
 from books_scraper.web.query_limits import unbudgeted
-from books_scraper.web.served_metadata import BOOKS_DATABASE
+from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE
 
+logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 MIN_RATING, MAX_RATING = 0.0, 5.0
 PREDICTION_COLUMNS = "id, batch_id, model, book_id, predicted_rating, actor, created_at"
@@ -174,16 +178,36 @@ class SummaryCache:
 
     def __init__(self) -> None:
         self.summaries: dict[tuple, Summary] = {}
+        self.locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
 
     async def get(self, ops, books_version: tuple) -> Summary:
-        known = self.summaries.get(books_version, Summary())
-        summary = await ops.execute_fn(unbudgeted(known.extended))
-        if summary.upto >= self.summaries.get(books_version, Summary()).upto:
+        # One reading at a time: a request during the first, whole reading waits for it and then
+        # reads only what came since, instead of reading everything a second time.
+        async with self.locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
+            known = self.summaries.get(books_version, Summary())
+            summary = await ops.execute_fn(unbudgeted(known.extended))
             self.summaries = {books_version: summary}  # one books version served per process
-        return summary
+            return summary
 
 
 summaries = SummaryCache()
+_warming: WeakKeyDictionary = WeakKeyDictionary()  # the startup readings, kept until they end
+
+
+def warm_summary(datasette) -> None:
+    """Start working out the summary in the background as the server starts (a whole reading of a
+    million predictions takes seconds), so that the first request finds it done."""
+
+    async def warm() -> None:
+        ops, books = datasette.databases.get(OPERATIONS_DATABASE), datasette.databases.get(BOOKS_DATABASE)
+        if ops is None or books is None or not books.path or not await ops.table_exists(operations.PREDICTIONS):
+            return
+        try:
+            await summaries.get(ops, database_version(books))
+        except Exception:  # a request will try again, and answer the error
+            logger.exception("the predictions summary could not be worked out at startup")
+
+    _warming[datasette] = asyncio.get_running_loop().create_task(warm(), name="books-predictions-summary")
 
 
 async def known_book_ids(db, payload: Any, max_rows: int) -> set[int]:
