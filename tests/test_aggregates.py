@@ -22,6 +22,12 @@ POETRY = "http://example.test/catalogue/category/books/poetry_23/index.html"
 
 # The canned queries and dashboard charts as they were before the aggregates: each read every book.
 OLD_QUERIES = {
+    "books_rated_at_least": """
+        select b.id, b.title, c.name as category, b.rating, b.price, b.in_stock
+        from books b join categories c on c.id = b.category_id
+        where b.rating >= cast(coalesce(nullif(:min_rating, ''), 5) as integer)
+          and (:category = '' or c.name = :category)
+        order by b.rating desc, b.price, b.title""",
     "category_summary": """
         select c.name as category, count(*) as books,
           round(avg(b.price), 2) as avg_price, min(b.price) as min_price,
@@ -245,10 +251,23 @@ def test_every_old_query_and_chart_is_replaced():
     assert set(OLD_QUERIES) <= set(metadata["databases"]["books"]["queries"])
 
 
-@pytest.mark.parametrize("name", sorted(OLD_QUERIES))
-@pytest.mark.parametrize("since", ["", "2099-01-02", "2000-01-01"])
-def test_a_canned_query_answers_what_the_query_over_every_book_answered(changed_prices, name, since):
-    params = {"since": since} if ":since" in OLD_QUERIES[name] else {}
+QUERY_PARAMS = {
+    "books_rated_at_least": [
+        {"min_rating": "", "category": ""}, {"min_rating": "1", "category": ""},
+        {"min_rating": "4", "category": "Mystery"}, {"min_rating": "", "category": "Poetry"},
+        {"min_rating": "3", "category": "Travel"},
+    ],
+    "category_summary": [{}],
+    "cheapest_book_per_category": [{}],
+    "price_changes": [{"since": ""}, {"since": "2099-01-02"}, {"since": "2000-01-01"}],
+}
+
+
+@pytest.mark.parametrize("name,params", [
+    pytest.param(name, params, id=f"{name}-{'-'.join(params.values()) or 'plain'}")
+    for name in sorted(OLD_QUERIES) for params in QUERY_PARAMS[name]
+])
+def test_a_canned_query_answers_what_the_query_over_every_book_answered(changed_prices, name, params):
     old = answer(changed_prices, OLD_QUERIES[name], params)
     assert old, "the comparison needs rows"
     assert answer(changed_prices, new_sql("query", name), params) == old
@@ -269,6 +288,16 @@ def test_cheapest_book_per_category_reads_the_index(changed_prices):
         changed_prices, "explain query plan " + new_sql("query", "cheapest_book_per_category"), {}
     ))
     assert "idx_books_category_id_price_title" in plan
+
+
+def test_books_rated_at_least_reads_an_index_in_its_order(changed_prices):
+    plan = [row[3] for row in answer(
+        changed_prices, "explain query plan " + new_sql("query", "books_rated_at_least"),
+        {"min_rating": "", "category": ""},
+    )]
+    assert "idx_books_rating_price_title" in " ".join(plan)
+    assert "idx_books_category_id_rating_price_title" in " ".join(plan)
+    assert not any("TEMP B-TREE" in step for step in plan)
 
 
 def test_price_changes_read_no_window_over_the_history(changed_prices):
