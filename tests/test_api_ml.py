@@ -236,3 +236,35 @@ async def test_bad_input_is_a_json_error(api, path, status, code):
 @pytest.mark.parametrize("path", ["/api/v1/ml/features", "/api/v1/ml/training-data"])
 async def test_post_is_405(api, path):
     assert_error(await api.client.post(path, json=[]), 405, "method_not_allowed")
+
+
+def python_csv(rows: list[dict]) -> str:
+    """The CSV Python's csv module writes for these rows, header first: what the routes answered
+    before SQLite wrote the lines."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(list(rows[0]))
+    writer.writerows(list(row.values()) for row in rows)
+    return buffer.getvalue()
+
+
+async def test_the_csv_is_byte_for_byte_what_pythons_csv_module_writes(api, published_db):
+    training = await api.client.get("/api/v1/ml/training-data?format=csv")
+    assert training.text == python_csv(query(published_db.path, TRAINING_SQL))
+    features = await api.client.get("/api/v1/ml/features?format=csv")
+    assert features.text == python_csv(query(published_db.path, FEATURES_SQL))
+
+
+async def test_awkward_text_survives_csv_and_json(published_copy, api_env):
+    """Quotes, commas, line breaks, non-ASCII and control characters in a title, and a missing value."""
+    title = 'He said "no", then\nleft,\r\ttabbed — café \x01 end'
+    with sqlite3.connect(published_copy.path) as conn:
+        book_id = conn.execute("select min(id) from books").fetchone()[0]
+        conn.execute("update books set title = ?, description = null where id = ?", [title, book_id])
+    conn.close()
+    client = make_datasette(published_copy).client
+    rows = list(csv.DictReader(io.StringIO((await client.get("/api/v1/ml/training-data?format=csv&limit=1")).text)))
+    assert rows[0]["title"] == title and rows[0]["description"] == ""
+    line = (await client.get("/api/v1/ml/training-data?format=ndjson&limit=1")).text
+    assert json.loads(line)["title"] == title and json.loads(line)["description"] is None
+    assert (await client.get("/api/v1/ml/training-data?format=csv")).text == python_csv(query(published_copy.path, TRAINING_SQL))
