@@ -46,7 +46,9 @@ def test_datasette_still_deep_copies_its_local_metadata_per_table_check():
     source = inspect.getsource(Datasette._table_permission_allows)
     assert 'self._metadata_sources("tables"' in source and "copy.deepcopy(source)" in source
     assert "yield self._metadata_local" in inspect.getsource(Datasette._metadata_sources)
-    ds = Datasette(memory=True, metadata={"title": "t", "plugins": {"p": {"a": 1}}})
+    given = {"title": "t", "plugins": {"p": {"a": 1}}}
+    ds = Datasette(memory=True, metadata=given)
     assert pop_local_metadata(ds, "plugins") == {"p": {"a": 1}}
     assert ds._metadata_local == {"title": "t"}
+    assert given == {"title": "t", "plugins": {"p": {"a": 1}}}  # the caller's dict untouched
     assert pop_local_metadata(ds, "plugins") is None

@@ -53,3 +53,17 @@ async def test_a_table_allow_block_still_applies(published_db):
     await ds.invoke_startup()
     assert (await ds.client.get("/books/price_history.json")).status_code == 403
     assert (await ds.client.get("/books/books.json?_size=1")).status_code == 200
+
+
+async def test_two_datasettes_given_the_same_metadata_both_keep_their_plugins(published_db):
+    from datasette.app import Datasette
+
+    from books_scraper.web.worker import PLUGINS
+
+    metadata = served_metadata(os.environ)
+    first, second = (Datasette(memory=True, metadata=metadata, plugins_dir=str(PLUGINS)) for _ in range(2))
+    await first.invoke_startup()
+    await second.invoke_startup()
+    dashboards = first.plugin_config("datasette-dashboards")
+    assert dashboards is not None and dashboards == second.plugin_config("datasette-dashboards")
+    assert "plugins" in metadata

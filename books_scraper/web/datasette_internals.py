@@ -109,5 +109,8 @@ def pop_local_metadata(datasette, key: str) -> object | None:
     """Takes `key` out of the metadata Datasette was started with and returns it. Datasette 0.65.5
     deep-copies that whole dict in every view-table permission check (_table_permission_allows, twice
     per table page or JSON); what is taken out is then served by a get_metadata hook instead
-    (books_scraper/web/plugin_metadata.py)."""
-    return datasette._metadata_local.pop(key, None)
+    (books_scraper/web/plugin_metadata.py). The dict Datasette was handed is left as it was: a
+    caller may hand the same one to another Datasette."""
+    local = datasette._metadata_local
+    datasette._metadata_local = {name: value for name, value in local.items() if name != key}
+    return local.get(key)
