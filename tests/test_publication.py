@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import sqlite3
 import urllib.request
 from urllib.parse import urlencode
 from collections import Counter, defaultdict
@@ -18,6 +20,7 @@ from serving import ServeProcess, load_metadata, publication
 from sitebuilder import build_site, sample_books
 from support import SiteServer, crawl, query
 
+from books_scraper import aggregates, storage
 from books_scraper.web.query_limits import MAX_COLUMNS, MAX_RESULT_BYTES, MAX_VALUE_BYTES
 from books_scraper.serve import PUBLIC_SETTINGS, datasette_command
 
@@ -101,6 +104,60 @@ async def test_csv_stream_returns_every_book_and_a_header(published_db, row_cap)
     assert len(body) == len(books)
     ids = [int(row[header.index("id")]) for row in body]
     assert sorted(ids) == sorted(b["id"] for b in books)
+
+
+@pytest.fixture(scope="module")
+def catalogue_past_the_old_csv_cap(published_db, tmp_path_factory) -> Path:
+    """The crawled books copied 30 times under new ids (30,000 books, a CSV of about 60 MB: past the
+    50 MB that max_csv_mb used to cut streamed CSV at), then shaped as a publication is."""
+    path = tmp_path_factory.mktemp("large") / "books.db"
+    shutil.copyfile(published_db.path, path)
+    db = Database(path)
+    columns = [column for column in db["books"].columns_dict if column not in ("id", "upc")]
+    listed = ", ".join(columns)
+    top = db.execute("select max(id) from books").fetchone()[0]
+    with db.atomic():
+        for copy in range(1, 30):
+            db.execute(
+                f"insert into books (id, upc, {listed}) select id + ? * ?, upc || '-' || ?, {listed}"
+                " from books where id <= ?", [copy, top, copy, top],
+            )
+    storage.ensure_db_shape(db)
+    db.close()
+    return path
+
+
+async def test_csv_stream_returns_the_whole_catalogue_past_the_old_cap(catalogue_past_the_old_csv_cap, published_db):
+    path = catalogue_past_the_old_csv_cap
+    ds = publication(path, published_db.operations_path)
+    response = await ds.client.get("/books/books.csv?_stream=on")
+    assert response.status_code == 200
+    assert len(response.content) > 50 * 1024 * 1024
+    table = list(csv.reader(io.StringIO(response.text)))
+    header, body = table[0], table[1:]
+    ids = [int(row[header.index("id")]) for row in body]
+    crawled = query(published_db.path, "select count(*) as n from books")[0]["n"]
+    assert len(ids) == len(set(ids)) == query(path, "select count(*) as n from books")[0]["n"] == 30 * crawled
+
+
+async def test_datasette_takes_its_counts_and_hash_from_the_publication(published_copy):
+    """Datasette is given what publication wrote (table_counts, the publication's hash) and so counts
+    nothing and hashes nothing: emptied behind its back, the books still show the published count."""
+    path = published_copy.path
+    books = query(path, "select count(*) as n from books")[0]["n"]
+    [publication_row] = query(path, "select hash from publication")
+    with sqlite3.connect(path) as conn:
+        conn.execute("delete from books")
+    conn.close()
+    ds = publication(path, published_copy.operations_path)
+    database = (await ds.client.get("/books.json")).json()
+    assert {t["name"]: t["count"] for t in database["tables"]}["books"] == books
+    table = (await ds.client.get("/books/books.json?_size=0")).json()
+    assert table["filtered_table_rows_count"] == books
+    databases = {d["name"]: d for d in (await ds.client.get("/-/databases.json")).json()}
+    assert databases["books"]["hash"] == publication_row["hash"]
+    download = await ds.client.get("/books.db", headers={"if-none-match": f'"{publication_row["hash"]}"'})
+    assert download.status_code == 304
 
 
 @pytest.mark.parametrize(
@@ -298,7 +355,7 @@ async def test_dashboard_charts_show_the_catalogue(ds, published_db, filtered):
 
 async def test_metadata_describes_every_column(ds, published_db):
     described = load_metadata()["databases"]["books"]["tables"]
-    for table in ("books", "categories", "crawl_runs", "price_history"):
+    for table in ("books", "categories", "crawl_runs", "price_history", *aggregates.AGGREGATE_TABLES):
         columns = [r["name"] for r in query(published_db.path, f"pragma table_info({table})")]
         assert set(described[table]["columns"]) == set(columns), table
 

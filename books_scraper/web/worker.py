@@ -38,7 +38,7 @@ PUBLIC_SETTINGS: dict[str, object] = {
     "sql_time_limit_ms": 2000,
     "max_returned_rows": 1000,
     "allow_csv_stream": True,
-    "max_csv_mb": 50,
+    "max_csv_mb": 0,  # no cap: the whole catalogue streams (each page of it is one bounded query)
     "default_cache_ttl": 60,
     "truncate_cells_html": 120,
     "facet_time_limit_ms": 500,
