@@ -24,6 +24,7 @@ Usage: python bench/scale.py [--sizes 1000,100000,1000000] [--seed path/to/books
 from __future__ import annotations
 
 import argparse
+import fcntl
 import functools
 import hashlib
 import http.client
@@ -316,9 +317,28 @@ def catalogue(size: int, seed: list[dict], seed_name: str, cache: Path, print_fn
     (partial / "build.json").write_text(json.dumps(build, indent=2))
     partial.rename(directory)
     for path in stale:  # another schema's copy of this size: gigabytes at 1M
-        shutil.rmtree(path, ignore_errors=True)
+        remove_unless_in_use(path)
     print_fn(f"{size} books ready in {build.get('upgrade_s', build['total_s'])} s: {json.dumps(build)}")
     return Catalogue(size, books, operations, {**build, "cached": False})
+
+
+@contextmanager
+def in_use(directory: Path) -> Iterator[None]:
+    """A shared lock on a catalogue while a run measures it: no other run removes it meanwhile."""
+    with open(directory / ".in-use", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+
+
+def remove_unless_in_use(directory: Path) -> None:
+    try:
+        with open(directory / ".in-use", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(directory, ignore_errors=True)
+    except BlockingIOError:
+        pass  # another run serves it now; a later run removes it
+    except FileNotFoundError:
+        pass  # removed meanwhile
 
 
 def upgrade(stale: list[Path], partial: Path, seed: list[dict], print_fn) -> dict | None:
@@ -996,7 +1016,8 @@ def main(argv: list[str] | None = None) -> dict:
         for size in args.sizes:
             cat = catalogue(size, seed, seed_name, args.cache, progress, args.rebuild)
             progress(f"measuring {size} books")
-            results["sizes"][str(size)] = measure_size(cat, metadata, settings, token, progress)
+            with in_use(cat.books_db.parent):
+                results["sizes"][str(size)] = measure_size(cat, metadata, settings, token, progress)
     finally:
         stop_all()
     results["goals"] = evaluate(results)

@@ -135,3 +135,13 @@ def test_a_copy_left_by_an_earlier_schema_is_upgraded_not_rebuilt(tmp_path: Path
     assert upgraded.books_db == built.books_db and upgraded.build["upgraded_from"] == earlier.name
     assert not earlier.exists()
     assert scale.catalogue_facts(upgraded)["books"] == 30
+
+
+def test_a_catalogue_in_use_by_another_run_is_not_removed(tmp_path: Path) -> None:
+    scale = load_scale()
+    seed, name = scale.seed_records("generated")
+    built = scale.catalogue(30, seed, name, tmp_path, print_fn=lambda *_: None)
+    earlier = built.books_db.parent.rename(tmp_path / "30-000000000000")
+    with scale.in_use(earlier):
+        scale.catalogue(30, seed, name, tmp_path, print_fn=lambda *_: None)
+        assert (earlier / "books.db").exists()
