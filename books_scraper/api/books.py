@@ -140,6 +140,8 @@ def matching_ids_sql(conditions: list[Condition]) -> str:
     cheap way: from a full-text filter's matches when there is one (read in order, each book then
     tested), else by an index of the other filters (not a weak one's when another filter has one)."""
     driver = next((c for c in conditions if c.matching_ids), None)
+    if driver is not None and len(conditions) == 1:  # the index's matches alone: no book to read
+        return f"select id from ({driver.matching_ids}) limit {COUNT_CAP + 1}"
     if driver is not None:
         tests = [c.sql(use_index=False) for c in conditions if c is not driver]
         source = f"({driver.matching_ids}) m cross join books b on b.id = m.id"
@@ -147,7 +149,7 @@ def matching_ids_sql(conditions: list[Condition]) -> str:
         strong = any(c.column not in WEAK_COLUMNS for c in conditions)
         tests = [c.sql(use_index=not (strong and c.column in WEAK_COLUMNS)) for c in conditions]
         source = "books b"
-    return f"select b.id from {source}{_where(tests)} limit {COUNT_CAP + 1}"
+    return f"select b.id as id from {source}{_where(tests)} limit {COUNT_CAP + 1}"
 
 
 def only_categories(filters: BookFilters) -> bool:
@@ -281,8 +283,10 @@ async def _book_page(request, datasette, path: str, filters: BookFilters, args: 
     total = (await db.execute(total_sql, total_params)).single_value()
     if not exact:  # the count stopped at COUNT_CAP + 1 rows: more than COUNT_CAP match
         exact, total = total <= COUNT_CAP, min(total, COUNT_CAP)
-    page_sql, params = list_query(filters, keyset, page, many=is_many(filters, total, exact))
-    fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
+    fetched = []
+    if total:  # nothing matches: no page to read
+        page_sql, params = list_query(filters, keyset, page, many=is_many(filters, total, exact))
+        fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
     rows, after = next_cursor(path, keyset, fetched, page)
     return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
 
