@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import sqlite3
 import uuid
 from collections.abc import Container
@@ -180,14 +181,24 @@ class SummaryCache:
         self.summaries: dict[tuple, Summary] = {}
         self.locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
 
-    async def get(self, ops, books_version: tuple) -> Summary:
+    async def get(self, ops, books) -> Summary:
+        """The summary of the operations database `ops` scored against the books database `books`."""
+        key = (*database_version(books), ops.path, _inode(ops.path))
         # One reading at a time: a request during the first, whole reading waits for it and then
         # reads only what came since, instead of reading everything a second time.
         async with self.locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-            known = self.summaries.get(books_version, Summary())
+            known = self.summaries.get(key, Summary())
             summary = await ops.execute_fn(unbudgeted(known.extended))
-            self.summaries = {books_version: summary}  # one books version served per process
+            self.summaries = {key: summary}  # one pair of databases served per process
             return summary
+
+
+def _inode(path: str | None) -> int | None:
+    """A file put in place of the operations database starts a new summary."""
+    try:
+        return os.stat(path).st_ino if path else None
+    except FileNotFoundError:
+        return None
 
 
 summaries = SummaryCache()
@@ -203,7 +214,7 @@ def warm_summary(datasette) -> None:
         if ops is None or books is None or not books.path or not await ops.table_exists(operations.PREDICTIONS):
             return
         try:
-            await summaries.get(ops, database_version(books))
+            await summaries.get(ops, books)
         except Exception:  # a request will try again, and answer the error
             logger.exception("the predictions summary could not be worked out at startup")
 
@@ -267,8 +278,7 @@ async def prediction_summary(request, datasette):
     model = query_values("/api/v1/ml/predictions/summary", request.args)["model"]
     if not await ops.table_exists(operations.PREDICTIONS):
         return json_response({"models": []})
-    books_version = database_version(books_database(datasette))
-    summary = await summaries.get(ops, books_version)
+    summary = await summaries.get(ops, books_database(datasette))
     return json_response({"models": summary.figures(model)})
 
 
