@@ -32,7 +32,9 @@ from books_scraper.storage import BOOK_COLUMNS
 FEATURE_COLUMNS = ["id", "price", "rating", "available", "stock_count", "category_code"]
 TRAINING_COLUMNS = [*BOOK_COLUMNS, "category"]
 # The category code is the site's own category id, stable across crawls.
-FEATURE_EXPRESSIONS = ["b.id", "b.price", "b.rating", "coalesce(b.in_stock, 0)", "b.stock_count", "b.category_id"]
+FEATURE_EXPRESSIONS = [
+    "b.id", "b.price", "b.rating", "coalesce(b.in_stock, 0)", "b.stock_count", "b.category_id",
+]
 TRAINING_EXPRESSIONS = [*(f"b.{name}" for name in BOOK_COLUMNS), "c.name"]
 STREAM_CHUNK = 2000  # rows per query while streaming: a few MB of CSV, whatever the catalogue's size
 JSON_PAGE = 100  # training-data rows per JSON page unless limit is given
@@ -180,8 +182,8 @@ def csv_field(expression: str) -> str:
     special = " or ".join(f"instr({expression}, {char})" for char in ("'\"'", "','", "char(10)", "char(13)"))
     quoted = f"'\"' || replace({expression}, '\"', '\"\"') || '\"'"
     return (
-        f"case typeof({expression}) when 'null' then '' when 'text' then iif({special}, {quoted}, {expression})"
-        f" else cast({expression} as text) end"
+        f"case typeof({expression}) when 'null' then ''"
+        f" when 'text' then iif({special}, {quoted}, {expression}) else cast({expression} as text) end"
     )
 
 
@@ -329,7 +331,8 @@ async def features_view(request, datasette):
     if limit is not None and limit <= STREAM_CHUNK:  # a page: one query, one answer
         page = page_of(args, path)
         (rows, after), (total, exact) = await read_page(db, path, selection, page), await count(db, selection)
-        return json_response(cursor_page_body(request, datasette, "features", rows, total, page, after, exact))
+        body = cursor_page_body(request, datasette, "features", rows, total, page, after, exact)
+        return json_response(body)
     # Every row unless the client pages: the page's limit is then the whole catalogue.
     page = page_of({**args, "limit": limit or max((await count(db, selection))[0], 1)}, path)
     return envelope_stream(request, datasette, db, selection, "features", page, limit)

@@ -211,7 +211,9 @@ def warm_summary(datasette) -> None:
 
     async def warm() -> None:
         ops, books = datasette.databases.get(OPERATIONS_DATABASE), datasette.databases.get(BOOKS_DATABASE)
-        if ops is None or books is None or not books.path or not await ops.table_exists(operations.PREDICTIONS):
+        if ops is None or books is None or not books.path:
+            return
+        if not await ops.table_exists(operations.PREDICTIONS):
             return
         try:
             await summaries.get(ops, books)
