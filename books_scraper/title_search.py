@@ -5,7 +5,10 @@ str.casefold: `CAFÉ` finds `Café`, `STRASSE` finds `Straße`). A plain table h
 and an FTS5 table indexes it with the trigram tokenizer taking case as it is (`case_sensitive 1`), so
 a folded term's phrase query is an exact substring test on the folded title, answered from the index:
 - terms of 3 characters or more (once folded): a trigram phrase query, exact;
-- shorter terms (which trigrams cannot answer): instr() over the plain folded titles, a scan in C;
+- 2 characters: the trigrams of the index's vocabulary that contain them, ORed, and the few titles
+  shorter than a trigram (a partial index): exact too;
+- 1 character: instr() over the plain folded titles, a scan in C (it stops early when counting a
+  common letter; a rare one reads every title);
 - LIKE and GLOB wildcards, quotes and FTS5 operators are plain characters in either case.
 
 Derived data like the aggregates: (re)built by storage.ensure_db_shape before every publication, so
@@ -20,6 +23,7 @@ from sqlite_utils import Database
 
 FOLDED_TITLES = "book_titles_folded"  # id, casefold(title): a plain table, scanned for short terms
 TITLE_INDEX = "book_titles_trigram"  # its FTS5 trigram index (external content: no second copy)
+TITLE_TRIGRAMS = "book_titles_trigrams"  # the index's vocabulary: every distinct trigram (fts5vocab)
 TRIGRAM = 3  # characters per trigram: shorter folded terms cannot use the index
 
 
@@ -41,6 +45,10 @@ def ensure_title_index(db: Database) -> None:
             " content_rowid='id', tokenize='trigram case_sensitive 1')"
         )
         db.execute(f"insert into {TITLE_INDEX} ({TITLE_INDEX}) values ('rebuild')")
+        db.execute(f"drop table if exists {TITLE_TRIGRAMS}")
+        db.execute(f"create virtual table {TITLE_TRIGRAMS} using fts5vocab({TITLE_INDEX}, 'row')")
+        # The titles too short for a trigram, which a 2-character search reads besides the index.
+        db.execute(f"create index {FOLDED_TITLES}_short on {FOLDED_TITLES} (id) where length(title) < {TRIGRAM}")
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,12 @@ class TitleMatch:
 
 
 def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
-    """Books whose folded title contains the folded term: a trigram phrase query (exact substring of
-    the folded title) from 3 folded characters, else instr() over the folded titles."""
+    """Books whose folded title contains the folded term: from 3 folded characters, a trigram phrase
+    query (an exact substring of the folded title); 2 characters, every trigram of the vocabulary
+    that contains them (a title of 3 characters or more containing them has one), plus the titles
+    too short for a trigram; 1 character, instr() over the folded titles."""
     folded = fold(term)
+    test = f"instr((select title from {FOLDED_TITLES} where id = {id_column}), :title_folded) > 0"
     if len(folded) >= TRIGRAM:
         phrase = '"' + folded.replace('"', '""') + '"'
         return TitleMatch(
@@ -63,8 +74,18 @@ def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
             f"exists (select 1 from {TITLE_INDEX} where rowid = {id_column} and {TITLE_INDEX} match :title_phrase)",
             {"title_phrase": phrase},
         )
+    if len(folded) == TRIGRAM - 1:
+        # '""' (an empty phrase) matches nothing, for a pair no trigram contains.
+        trigrams = (
+            f"""coalesce((select group_concat('"' || replace(term, '"', '""') || '"', ' OR ')"""
+            f""" from {TITLE_TRIGRAMS} where instr(term, :title_folded)), '""')"""
+        )
+        return TitleMatch(
+            f"select rowid as id from {TITLE_INDEX} where {TITLE_INDEX} match {trigrams} union all"
+            f" select id from {FOLDED_TITLES} where length(title) < {TRIGRAM} and instr(title, :title_folded)",
+            test,
+            {"title_folded": folded},
+        )
     return TitleMatch(
-        f"select id from {FOLDED_TITLES} where instr(title, :title_folded) > 0",
-        f"instr((select title from {FOLDED_TITLES} where id = {id_column}), :title_folded) > 0",
-        {"title_folded": folded},
+        f"select id from {FOLDED_TITLES} where instr(title, :title_folded) > 0", test, {"title_folded": folded}
     )

@@ -8,12 +8,14 @@ from collections import Counter
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from sqlite_utils import Database
 from api_support import assert_error, make_datasette, value
 from support import query
 
 from books_scraper.api import books
 from books_scraper.api.params import MAX_OFFSET, SORT_CHOICES, Cursor, encode_cursor
 from books_scraper.storage import BOOK_COLUMNS
+from books_scraper.title_search import ensure_title_index
 
 BOOK_KEYS = set(BOOK_COLUMNS) | {"category", "category_slug"}
 PAGE_KEYS = {"books", "total", "total_exact", "limit", "offset", "next"}
@@ -441,3 +443,18 @@ async def test_a_query_stopped_by_the_time_limit_is_a_503_with_retry_after(publi
     body = assert_error(response, 503, "query_timeout")
     assert response.headers["retry-after"].isdigit() and "time limit" in body["error"]
     assert body["details"] == {"time_limit_ms": 1}
+
+
+@pytest.mark.parametrize("term", ["ÉT", "é", "t"])
+async def test_titles_too_short_for_a_trigram_are_found_too(published_copy, api_env, term):
+    """A 2-character search reads the index's trigrams and, besides them, the titles under 3 characters."""
+    book_id = value(published_copy.path, "select min(id) from books")
+    db = Database(published_copy.path)
+    db.execute("update books set title = 'Ét' where id = ?", [book_id])
+    db.conn.commit()
+    ensure_title_index(db)
+    db.close()
+    titles = {r["id"]: r["title"] for r in query(published_copy.path, "select id, title from books")}
+    page = await get_json(make_datasette(published_copy), "/api/v1/books/search?" + urlencode({"title": term, "limit": 1000}))
+    expected = sorted(id_ for id_, title in titles.items() if term.casefold() in title.casefold())
+    assert book_id in expected and sorted(b["id"] for b in page["books"]) == expected
