@@ -23,7 +23,7 @@ from sqlite_utils import Database
 
 FOLDED_TITLES = "book_titles_folded"  # id, casefold(title): a plain table, scanned for short terms
 TITLE_INDEX = "book_titles_trigram"  # its FTS5 trigram index (external content: no second copy)
-TITLE_TRIGRAMS = "book_titles_trigrams"  # the index's vocabulary: every distinct trigram (fts5vocab)
+TITLE_TRIGRAMS = "book_titles_trigrams"  # the index's vocabulary: every distinct trigram, one a row
 TRIGRAM = 3  # characters per trigram: shorter folded terms cannot use the index
 
 
@@ -45,8 +45,12 @@ def ensure_title_index(db: Database) -> None:
             " content_rowid='id', tokenize='trigram case_sensitive 1')"
         )
         db.execute(f"insert into {TITLE_INDEX} ({TITLE_INDEX}) values ('rebuild')")
+        # Copied out of fts5vocab, which reads the whole index on every query to count documents.
         db.execute(f"drop table if exists {TITLE_TRIGRAMS}")
-        db.execute(f"create virtual table {TITLE_TRIGRAMS} using fts5vocab({TITLE_INDEX}, 'row')")
+        db.execute(f"create table {TITLE_TRIGRAMS} (trigram text primary key) without rowid")
+        db.execute(f"create virtual table temp.title_vocabulary using fts5vocab(main, {TITLE_INDEX}, 'row')")
+        db.execute(f"insert into {TITLE_TRIGRAMS} select term from temp.title_vocabulary")
+        db.execute("drop table temp.title_vocabulary")
         # The titles too short for a trigram, which a 2-character search reads besides the index.
         db.execute(f"create index {FOLDED_TITLES}_short on {FOLDED_TITLES} (id) where length(title) < {TRIGRAM}")
 
@@ -77,8 +81,8 @@ def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
     if len(folded) == TRIGRAM - 1:
         # '""' (an empty phrase) matches nothing, for a pair no trigram contains.
         trigrams = (
-            f"""coalesce((select group_concat('"' || replace(term, '"', '""') || '"', ' OR ')"""
-            f""" from {TITLE_TRIGRAMS} where instr(term, :title_folded)), '""')"""
+            f"""coalesce((select group_concat('"' || replace(trigram, '"', '""') || '"', ' OR ')"""
+            f""" from {TITLE_TRIGRAMS} where instr(trigram, :title_folded)), '""')"""
         )
         return TitleMatch(
             f"select rowid as id from {TITLE_INDEX} where {TITLE_INDEX} match {trigrams} union all"
