@@ -307,3 +307,9 @@ def cancel_job(db: Database, job_id: int, reason: str) -> None:
     """Close a job no process will report on (it never started, or its process is gone)."""
     with db.conn:
         _finish(db, job_id, {"status": CANCELLED, "reason": reason})
+
+
+@migrations()
+def m006_predictions_by_model(db: Database) -> None:
+    # GET /api/v1/ml/predictions?model= pages a model's rows in id order: (model, rowid) is that order.
+    db[PREDICTIONS].create_index(["model"], if_not_exists=True)

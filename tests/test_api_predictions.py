@@ -284,3 +284,22 @@ async def test_the_summary_is_worked_out_as_the_server_starts(writable_api):
     [summary] = predictions.summaries.summaries.values()
     assert summary.figures() == expected_summary(published)
     assert (await ds.client.get("/api/v1/ml/predictions/summary")).json()["models"] == expected_summary(published)
+
+
+async def test_the_list_pages_by_cursor_through_every_row(writable_api):
+    ds, published = writable_api
+    ids = book_ids(published, 40)
+    for model, chosen in [("a", ids[:25]), ("b", ids[10:]), ("a", ids[25:])]:
+        body = {"model": model, "predictions": [{"id": i, "predicted_rating": 1.5} for i in chosen]}
+        assert (await ds.client.post("/api/v1/ml/predictions", json=body, headers=ML)).status_code == 201
+    for query_string, expected in [("", stored(published.operations_path)),
+                                   ("model=a&", [r for r in stored(published.operations_path) if r["model"] == "a"])]:
+        rows, url = [], f"/api/v1/ml/predictions?{query_string}limit=7"
+        while url:
+            body = (await ds.client.get(url.replace("http://localhost", ""))).json()
+            assert body["total"] == len(expected) and body["total_exact"] is True
+            rows += body["predictions"]
+            url = body["next"]
+            assert url is None or "after=" in url
+        assert rows == expected
+    assert_error(await ds.client.get("/api/v1/ml/predictions?offset=10001"), 400, "bad_parameter")

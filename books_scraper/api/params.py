@@ -388,8 +388,9 @@ QUERIES: dict[str, Query] = {
             text("model", "model name", pattern=MODEL_PATTERN),
             text("batch", "batch id"),
             integer("book_id", "book id", minimum=1),
-            *page(100),
-        )
+            *keyset_page(100),
+        ),
+        cursor_rules("/api/v1/ml/predictions", ML_SORT),
     ),
     "/api/v1/ml/predictions/summary": Query((text("model", "one model only", pattern=MODEL_PATTERN),)),
     "/api/v1/scraping/jobs": Query(page(20)),

@@ -25,10 +25,10 @@ from books_scraper import operations
 from books_scraper.api.cache import database_version
 from books_scraper.api.config import api_config
 from books_scraper.api.errors import ApiError
-from books_scraper.api.params import MODEL_PATTERN, page_of, pattern_matches, query_values
+from books_scraper.api.params import ML_SORT, MODEL_PATTERN, page_of, pattern_matches, query_values
 from books_scraper.api.web import (
-    api_route, books_database, json_response, operations_database, page_body, read_json,
-    require_permission,
+    COUNT_CAP, Keyset, api_route, books_database, cursor_page_body, json_response, keyset_sql, next_cursor,
+    operations_database, read_json, require_permission,
 )
 from books_scraper.web.query_limits import unbudgeted
 from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "default"
 MIN_RATING, MAX_RATING = 0.0, 5.0
 PREDICTION_COLUMNS = "id, batch_id, model, book_id, predicted_rating, actor, created_at"
+BY_ID = Keyset(ML_SORT, None, None, id_column="id")  # the predictions list's order: the id alone
 
 
 @dataclass(frozen=True)
@@ -257,22 +258,30 @@ async def post_predictions(request, datasette):
 
 
 async def list_predictions(request, datasette):
+    path = "/api/v1/ml/predictions"
     ops = operations_database(datasette)
-    args = query_values("/api/v1/ml/predictions", request.args)
+    args = query_values(path, request.args)
     filters = {"model": args["model"], "batch_id": args["batch"], "book_id": args["book_id"]}
-    page = page_of(args)
-    conditions = [f"{column} = :{column}" for column, value in filters.items() if value is not None]
-    where = (" where " + " and ".join(conditions)) if conditions else ""
-    params = {**filters, "limit": page.limit, "offset": page.offset}
+    page = page_of(args, path)
     # No table yet (an operations database the crawler has not migrated): nothing stored.
     if not await ops.table_exists(operations.PREDICTIONS):
-        return json_response(page_body(request, datasette, "predictions", [], 0, page))
-    total = (await ops.execute(f"select count(*) from predictions{where}", params)).single_value()
-    rows = await ops.execute(
-        f"select {PREDICTION_COLUMNS} from predictions{where} order by id limit :limit offset :offset",
-        params,
+        return json_response(cursor_page_body(request, datasette, "predictions", [], 0, page, None))
+    conditions = [f"{column} = :{column}" for column, value in filters.items() if value is not None]
+    select = f"select {PREDICTION_COLUMNS} from {operations.PREDICTIONS}"
+    page_sql, params = keyset_sql(select, conditions, BY_ID, page)
+    params.update(filters)
+    where = (" where " + " and ".join(conditions)) if conditions else ""
+    # Counted up to COUNT_CAP + 1 rows, as the book lists are: a million predictions are not counted
+    # on every page.
+    counted = (await ops.execute(
+        f"select count(*) from (select 1 from {operations.PREDICTIONS}{where} limit {COUNT_CAP + 1})", filters
+    )).single_value()
+    rows = [dict(row) for row in (await ops.execute(page_sql, params)).rows]
+    rows, after = next_cursor(path, BY_ID, rows, page)
+    body = cursor_page_body(
+        request, datasette, "predictions", rows, min(counted, COUNT_CAP), page, after, counted <= COUNT_CAP
     )
-    return json_response(page_body(request, datasette, "predictions", [dict(r) for r in rows.rows], total, page))
+    return json_response(body)
 
 
 async def prediction_summary(request, datasette):
