@@ -298,6 +298,7 @@ def sql_order(sort: str) -> str:
     return f"order by b.{column} {way}, b.id {way}" if column != "id" else f"order by b.id {way}"
 
 
+IN_E_CATEGORY = "b.category_id in (select id from categories where instr(lower(name), 'e'))"
 # Lists in every order, in pages of 97 (pages end inside runs of equal prices, ratings and titles).
 KEYSET_LISTS = [
     *(pytest.param(f"/api/v1/books?sort={sort}", "", sort, id=f"books-by-{sort}") for sort in SORT_CHOICES),
@@ -308,6 +309,10 @@ KEYSET_LISTS = [
     pytest.param("/api/v1/books/search?title=the", "instr(lower(b.title), 'the')", "title", id="search-the"),
     pytest.param("/api/v1/books/search?title=e&sort=rating", "instr(lower(b.title), 'e')", "rating",
                  id="search-one-letter-by-rating"),
+    *(
+        pytest.param(f"/api/v1/books/search?category=e&sort={sort}", IN_E_CATEGORY, sort, id=f"search-category-by-{sort}")
+        for sort in ("-price", "title", "-rating", "id")
+    ),
 ]
 
 
@@ -324,6 +329,7 @@ PLANS = [
 async def test_following_next_pages_through_the_sql_order_once(api, published_db, monkeypatch, path, where, sort, cap):
     if cap is not None:
         monkeypatch.setattr(books, "COUNT_CAP", cap)
+        monkeypatch.setattr(books, "CATEGORY_GATHER_MAX", cap)
     books_seen = await follow(api, f"{path}&limit=97")
     expected = query(
         published_db.path, f"select b.id from books b {'where ' + where if where else ''} {sql_order(sort)}"

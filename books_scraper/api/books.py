@@ -35,8 +35,9 @@ def book_select(books: str = "books b") -> str:
 BOOK_SELECT = book_select()
 # The index each sort walks (storage.BOOK_INDEXES, as sqlite-utils names them); the id is the rowid.
 SORT_INDEXES = {"price": "idx_books_price", "rating": "idx_books_rating", "title": "idx_books_title"}
-# A list filtered by category alone sorts its matching ids up to this many books (the count is the
-# category's figure): a walk of the sort's index could pass many books of other categories first.
+# A list filtered by category alone sorts its books up to this many (the count is the category's
+# figure), read from the category index: a walk of the price or title index could pass many books of
+# other categories first.
 CATEGORY_GATHER_MAX = 50_000
 # Columns of a few distinct values: their index is worth less than any other filter's.
 WEAK_COLUMNS = {"rating", "in_stock"}
@@ -156,9 +157,13 @@ def only_categories(filters: BookFilters) -> bool:
     return replace(filters, category=None, category_like=None) == BookFilters()
 
 
-def is_many(filters: BookFilters, total: int, exact: bool) -> bool:
-    """Whether a page walks the sort's index (list_query) rather than sorting the matching ids."""
-    return not exact or total > (CATEGORY_GATHER_MAX if only_categories(filters) else COUNT_CAP)
+def is_many(filters: BookFilters, keyset: Keyset, total: int, exact: bool) -> bool:
+    """Whether a page walks the sort's index (list_query) rather than sorting the matching ids. By
+    category alone, the category index (which holds price and title) sorts up to CATEGORY_GATHER_MAX
+    books, except by rating, which it lacks: a walk of the rating index meets every category."""
+    if only_categories(filters) and keyset.name != "rating":
+        return total > CATEGORY_GATHER_MAX
+    return not exact or total > COUNT_CAP
 
 
 def total_query(filters: BookFilters) -> tuple[str, dict, bool]:
@@ -180,7 +185,9 @@ def list_query(filters: BookFilters, keyset: Keyset, page, many: bool) -> tuple[
     the page's rows are read last, limit + 1 of them."""
     conditions, params = where_clause(filters)
     column = keyset.name
-    if conditions and not many:
+    if conditions and not many and only_categories(filters):
+        source, tests = "books b", [c.sql() for c in conditions]  # the category index: the only one
+    elif conditions and not many:
         source, tests = "books b", [f"b.id in ({matching_ids_sql(conditions)})"]
     else:
         hint = f"indexed by {SORT_INDEXES[column]}" if column else "not indexed"  # not indexed: rowid order
@@ -285,7 +292,7 @@ async def _book_page(request, datasette, path: str, filters: BookFilters, args: 
         exact, total = total <= COUNT_CAP, min(total, COUNT_CAP)
     fetched = []
     if total:  # nothing matches: no page to read
-        page_sql, params = list_query(filters, keyset, page, many=is_many(filters, total, exact))
+        page_sql, params = list_query(filters, keyset, page, many=is_many(filters, keyset, total, exact))
         fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
     rows, after = next_cursor(path, keyset, fetched, page)
     return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
