@@ -21,11 +21,12 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from datasette.app import Datasette
+from sqlite_utils import Database
 from serving import ServeProcess, alive
 from sitebuilder import build_site, sample_books
 from support import SiteServer, crawl, publish_generated_site, query
 
-from books_scraper import publish
+from books_scraper import publish, storage
 
 BOOKS = 20
 BASE_PRICE = 10.0
@@ -76,6 +77,9 @@ def publish_version(books_db: Path, version: int) -> None:
                 ("2026-01-01T00:00:00+00:00", f"2026-01-01T00:00:{version:02d}+00:00", len(keep)),
             )
         conn.close()
+        shape = Database(staging)  # as the crawl's publication does: indexes, FTS and the aggregates
+        storage.ensure_db_shape(shape)
+        shape.close()
         publish.replace_atomically(staging, books_db)
 
 
