@@ -1,12 +1,13 @@
 """The catalogue: /api/v1/books (list, one, search, top-rated, price-range) and /api/v1/categories,
 their views and their SQL.
 
-One SELECT shape for every book response (training data reads it too) and the WHERE clauses the
+One SELECT shape for every book response (training data reads it too) and the conditions the
 filters build. Filters and sorts touch only indexed columns (price, rating, category_id, in_stock,
 title) or full-text tables (books_fts for q, title_search's trigram index for title), and pages follow
 a keyset cursor (web.keyset_sql), so lists stay cheap whatever the catalogue's size. Totals come from
 the aggregates computed at publication (category_figures) when only categories filter, else from a
-count capped at web.COUNT_CAP rows.
+count capped at web.COUNT_CAP rows; that count also chooses the page's plan (list_query): few matches
+are sorted, many are found by walking the sort's index.
 """
 
 from __future__ import annotations
@@ -41,13 +42,6 @@ SORT_INDEXES = {"price": "idx_books_price", "rating": "idx_books_rating", "title
 CATEGORY_GATHER_MAX = 50_000
 # Columns of a few distinct values: their index is worth less than any other filter's.
 WEAK_COLUMNS = {"rating", "in_stock"}
-# Every category with its book figures, empty categories included, by name: /categories and
-# /stats/categories are two views of this one query.
-CATEGORY_FIGURES_SELECT = (
-    "select c.id, c.name, c.slug, c.url, count(b.id), avg(b.price), min(b.price), max(b.price),"
-    " avg(b.rating) from categories c left join books b on b.category_id = c.id"
-    " group by c.id order by c.name"
-)
 # /api/v1/categories: every category with its book count, from the figures computed at publication.
 CATEGORY_COUNTS_SELECT = (
     "select category_id as id, name, slug, url, books as book_count from category_figures order by name"
@@ -230,10 +224,6 @@ def book_json(row) -> dict:
     book = dict(row)
     book["in_stock"] = bool(book["in_stock"]) if book["in_stock"] is not None else None
     return book
-
-
-def category_figures(conn: sqlite3.Connection) -> list[tuple]:
-    return conn.execute(CATEGORY_FIGURES_SELECT).fetchall()
 
 
 async def list_books(request, datasette):
