@@ -133,3 +133,15 @@ async def test_figures_are_the_ones_stored_at_publication(published_copy, api_en
     assert (await ds.client.get("/api/v1/ready")).json()["books"] == total
     categories = (await ds.client.get("/api/v1/stats/categories")).json()
     assert sum(category["total_books"] for category in categories) == total
+
+
+@pytest.mark.parametrize("path", ["/api/v1/stats/overview", "/api/v1/stats/categories", "/api/v1/health"])
+async def test_a_database_without_aggregates_is_a_json_503_that_says_why(published_copy, api_env, path):
+    """A file published by an older version, served by a plain `datasette serve` (python -m
+    books_scraper.serve would have brought it up to date): a clear 503, not a 500."""
+    with sqlite3.connect(published_copy.path) as conn:
+        for table in ("category_figures", "rating_figures", "table_counts"):
+            conn.execute(f"drop table {table}")
+    conn.close()
+    body = assert_error(await make_datasette(published_copy).client.get(path), 503, "database_unavailable")
+    assert "no aggregates" in body["error"] and "books_scraper.serve" in body["error"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 
 from books_scraper.api import stats
-from books_scraper.api.cache import cache
 from books_scraper.api.errors import ApiError
 from books_scraper.api.web import api_route, books_database, json_response
 from books_scraper.web.served_metadata import OPERATIONS_DATABASE
@@ -24,7 +23,7 @@ READY_SQL = "select count from table_counts where name = 'books'"
 async def health(request, datasette):
     db = books_database(datasette)
     try:
-        overview = await cache.get(db, "overview", stats.overview)
+        overview = await stats.figures(datasette, "overview", stats.overview)
     except sqlite3.Error as error:  # not (yet) a books database
         raise ApiError(503, f"the books database is unreachable: {error}", "database_unavailable")
     return json_response(

@@ -9,6 +9,7 @@ import sqlite3
 
 from books_scraper.aggregates import CATEGORY_FIGURES_SELECT
 from books_scraper.api.cache import cache
+from books_scraper.api.errors import ApiError
 from books_scraper.api.web import api_route, books_database, json_response
 
 # Both read the aggregates stored at publication (books_scraper/aggregates.py): ~50 category rows
@@ -58,12 +59,26 @@ def category_stats(conn: sqlite3.Connection) -> list[dict]:
     ]
 
 
+async def figures(datasette, name: str, compute):
+    """compute(conn) on the books database, once per version; 503 when the file has no aggregates
+    (published by an older version and served by a plain `datasette serve`: serve rebuilds it)."""
+    try:
+        return await cache.get(books_database(datasette), name, compute)
+    except sqlite3.OperationalError as error:
+        if "no such table" not in str(error):
+            raise
+        raise ApiError(
+            503, f"the books database has no aggregates ({error}): it was published by an older version;"
+            " python -m books_scraper.serve brings it up to date", "database_unavailable",
+        ) from None
+
+
 async def overview_view(request, datasette):
-    return json_response(await cache.get(books_database(datasette), "overview", overview))
+    return json_response(await figures(datasette, "overview", overview))
 
 
 async def categories_view(request, datasette):
-    return json_response(await cache.get(books_database(datasette), "category_stats", category_stats))
+    return json_response(await figures(datasette, "category_stats", category_stats))
 
 
 ROUTES = [
