@@ -234,8 +234,9 @@ class Disconnect:
 
 
 async def stream_chunks(db, selection: Selection, output: str, page: Page, limit: int | None, disconnect):
-    """(text, rows, last id) of the selection from the page's start, keyset-paged by id (`offset`
-    skips rows once, in the first query; the first chunk is encoded even when empty: a CSV header).
+    """(UTF-8 bytes, rows, last id) of the selection from the page's start, keyset-paged by id
+    (`offset` skips rows once, in the first query; the first chunk is encoded even when empty: a CSV
+    header).
     The next chunk is read while this one is sent; nothing more is read once the client has gone."""
 
     def read(after: int, first: bool, size: int, skip: int):
@@ -244,7 +245,7 @@ async def stream_chunks(db, selection: Selection, output: str, page: Page, limit
         def run(conn):
             rows = fetch(conn, selection.encoded_sql(output), params)
             text = joined(output, [text for _id, text in rows], selection.columns, first)
-            return text, (rows[-1][0] if rows else after), len(rows)
+            return text.encode(), (rows[-1][0] if rows else after), len(rows)
 
         return asyncio.ensure_future(db.execute_fn(run))
 
@@ -253,7 +254,7 @@ async def stream_chunks(db, selection: Selection, output: str, page: Page, limit
     pending = read(start(page), True, size, page.offset)
     try:
         while pending is not None:
-            text, after, got = await pending
+            data, after, got = await pending
             pending = None
             if left is not None:
                 left -= got
@@ -262,10 +263,16 @@ async def stream_chunks(db, selection: Selection, output: str, page: Page, limit
                 pending = read(after, False, size, 0)
             if disconnect.happened:
                 return
-            yield text, got, after
+            yield data, got, after
     finally:
         if pending is not None:
             pending.cancel()
+
+
+async def send_bytes(writer, data: bytes) -> None:
+    """A body chunk already encoded in the SQL thread: AsgiWriter.write would encode megabytes of
+    text on the event loop; its `send` is the ASGI send it wraps."""
+    await writer.send({"type": "http.response.body", "body": data, "more_body": True})
 
 
 def stream_response(
@@ -286,10 +293,10 @@ def stream_response(
                 await writer.write(prefix)
             chunks = stream_chunks(db, selection, output, page, limit, disconnect)
             async with aclosing(chunks):
-                async for text, got, last in chunks:
+                async for data, got, last in chunks:
                     rows += got
-                    if text:
-                        await writer.write(text)
+                    if data:
+                        await send_bytes(writer, data)
             if disconnect.happened:
                 logger.info("%s: the client went away after %d rows; the stream stopped", request.path, rows)
             elif finish is not None:
