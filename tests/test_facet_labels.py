@@ -1,5 +1,5 @@
 """Table pages name a labelled foreign key by its label: the category_id facet is headed "category",
-?category_id=15 is described as 'category = "Poetry"' (web/facet_labels.py, templates/)."""
+?category_id=15 is described as 'category = "Poetry"' (web/facet_labels.py, web/templates/)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_relabeller_replaces_whole_clauses(description, expected):
 
 
 def test_the_facet_template_is_datasettes_with_the_title_only():
-    """templates/_facet_results.html is a copy: this fails when Datasette's own one changes."""
+    """web/templates/_facet_results.html is a copy: this fails when Datasette's own one changes."""
     ours = (TEMPLATES / "_facet_results.html").read_text(encoding="utf-8")
     upstream = (Path(datasette.__file__).parent / "templates" / "_facet_results.html").read_text(encoding="utf-8")
     ours = ours.split("\n", 1)[1]  # our comment line

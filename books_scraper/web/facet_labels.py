@@ -3,8 +3,8 @@ is headed "category", and ?category_id=15 is described as 'where category = "Poe
 
 Datasette 0.65 heads a facet with its column's name and describes an exact filter with the raw value
 (its filters.py: '{c} = {v}' for digits, else '{c} = "{v}"'). The extra_template_vars hook gives
-table.html the facet titles and a function that rewrites that description; templates/table.html
-(extending default:table.html) and templates/_facet_results.html use them.
+table.html the facet titles and a function that rewrites that description; web/templates/table.html
+(extending default:table.html) and web/templates/_facet_results.html use them.
 """
 
 from __future__ import annotations

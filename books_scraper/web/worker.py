@@ -31,7 +31,7 @@ from books_scraper.logs import configure_process_logging
 from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE, PROJECT
 
 PLUGINS = PROJECT / "plugins"
-TEMPLATES = PROJECT / "templates"  # table pages: facets and filters named by label (web/facet_labels.py)
+TEMPLATES = Path(__file__).parent / "templates"  # table pages: facets and filters named by label (web/facet_labels.py)
 
 # A public, read-only service (docs/publication.md says why each one).
 PUBLIC_SETTINGS: dict[str, object] = {
