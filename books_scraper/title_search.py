@@ -42,7 +42,7 @@ def ensure_title_index(db: Database) -> None:
         db.conn.executemany(f"insert into {FOLDED_TITLES} (id, title) values (?, ?)", rows)
         db.execute(
             f"create virtual table {TITLE_INDEX} using fts5(title, content='{FOLDED_TITLES}',"
-            " content_rowid='id', tokenize='trigram case_sensitive 1')"
+            " content_rowid='id', columnsize=0, tokenize='trigram case_sensitive 1')"
         )
         db.execute(f"insert into {TITLE_INDEX} ({TITLE_INDEX}) values ('rebuild')")
         # Copied out of fts5vocab, which reads the whole index on every query to count documents.
