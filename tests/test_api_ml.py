@@ -16,7 +16,7 @@ from support import query
 from sqlite_utils import Database
 
 from books_scraper import storage
-from books_scraper.api.ml import STREAM_CHUNK, TRAINING_COLUMNS, in_test_split
+from books_scraper.api.ml import FEATURE_PAGE_MAX, TRAINING_COLUMNS, in_test_split
 
 FEATURES_SQL = (
     "select id, price, rating, in_stock as available, stock_count, category_id as category_code"
@@ -53,11 +53,11 @@ async def test_features_are_every_book_unless_paged(published_copy, api_env):
     assert body["features"] == expected
     assert body["total"] == body["limit"] == len(expected) and body["offset"] == 0 and body["next"] is None
     # A page larger than a stream's chunk is streamed too, in the same envelope, its next link included.
-    assert len(expected) > STREAM_CHUNK + 100
-    first = (await client.get(f"/api/v1/ml/features?limit={STREAM_CHUNK + 100}")).json()
-    assert first["features"] == expected[: STREAM_CHUNK + 100] and first["total"] == len(expected)
+    assert len(expected) > FEATURE_PAGE_MAX + 100
+    first = (await client.get(f"/api/v1/ml/features?limit={FEATURE_PAGE_MAX + 100}")).json()
+    assert first["features"] == expected[: FEATURE_PAGE_MAX + 100] and first["total"] == len(expected)
     rest = (await client.get(first["next"].replace("http://localhost", ""))).json()
-    assert rest["features"] == expected[STREAM_CHUNK + 100 :] and rest["next"] is None
+    assert rest["features"] == expected[FEATURE_PAGE_MAX + 100 :] and rest["next"] is None
     skipped = (await client.get(f"/api/v1/ml/features?offset={len(expected) - 3}")).json()
     assert skipped["features"] == expected[-3:] and skipped["next"] is None
 

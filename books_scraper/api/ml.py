@@ -36,7 +36,10 @@ FEATURE_EXPRESSIONS = [
     "b.id", "b.price", "b.rating", "coalesce(b.in_stock, 0)", "b.stock_count", "b.category_id",
 ]
 TRAINING_EXPRESSIONS = [*(f"b.{name}" for name in BOOK_COLUMNS), "c.name"]
-STREAM_CHUNK = 2000  # rows per query while streaming: a few MB of CSV, whatever the catalogue's size
+# Rows per query while streaming, about 1 MB of text each: memory stays flat whatever the catalogue.
+TRAINING_CHUNK = 500  # ~1.8 KB a row
+FEATURE_CHUNK = 5000  # ~90 bytes a row
+FEATURE_PAGE_MAX = 2000  # features JSON up to this limit is one query and one answer; above, streamed
 JSON_PAGE = 100  # training-data rows per JSON page unless limit is given
 logger = logging.getLogger(__name__)
 CONTENT_TYPES = {
@@ -60,6 +63,7 @@ class Selection:
     columns: list[str]
     expressions: list[str]
     join: str = ""  # the tables beyond `books b` the expressions need
+    chunk: int = TRAINING_CHUNK  # rows per query when streamed
     split: str | None = None  # None: every book
     seed: int = DEFAULT_SPLIT_SEED
     test_size: float = 0.2
@@ -250,7 +254,7 @@ async def stream_chunks(db, selection: Selection, output: str, page: Page, limit
         return asyncio.ensure_future(db.execute_fn(run))
 
     left = limit
-    size = STREAM_CHUNK if left is None else min(STREAM_CHUNK, left)
+    size = selection.chunk if left is None else min(selection.chunk, left)
     pending = read(start(page), True, size, page.offset)
     try:
         while pending is not None:
@@ -259,7 +263,7 @@ async def stream_chunks(db, selection: Selection, output: str, page: Page, limit
             if left is not None:
                 left -= got
             if got == size and left != 0 and not disconnect.happened:
-                size = STREAM_CHUNK if left is None else min(STREAM_CHUNK, left)
+                size = selection.chunk if left is None else min(selection.chunk, left)
                 pending = read(after, False, size, 0)
             if disconnect.happened:
                 return
@@ -331,11 +335,13 @@ async def features_view(request, datasette):
     path = "/api/v1/ml/features"
     args = query_values(path, request.args)
     db = books_database(datasette)
-    selection = Selection(FEATURE_COLUMNS, FEATURE_EXPRESSIONS, split_table=await has_split_table(db))
+    selection = Selection(
+        FEATURE_COLUMNS, FEATURE_EXPRESSIONS, chunk=FEATURE_CHUNK, split_table=await has_split_table(db)
+    )
     limit = args["limit"]
     if args["format"] == "csv":
         return stream_response(request, db, selection, "csv", page_of(args, path), limit, "features.csv")
-    if limit is not None and limit <= STREAM_CHUNK:  # a page: one query, one answer
+    if limit is not None and limit <= FEATURE_PAGE_MAX:  # a page: one query, one answer
         page = page_of(args, path)
         (rows, after), (total, exact) = await read_page(db, path, selection, page), await count(db, selection)
         body = cursor_page_body(request, datasette, "features", rows, total, page, after, exact)
