@@ -565,11 +565,12 @@ def fetch(conn: http.client.HTTPConnection, path: str, headers: dict | None = No
             conn.close()
             return Answer(response.status, seconds, len(head), head=head)
         size = lines = ids = 0
-        head = b""
+        head = tail = b""
         while chunk := response.read(1 << 20):
             size += len(chunk)
             lines += chunk.count(b"\n")
-            ids += chunk.count(b'"id"')
+            ids += (tail + chunk).count(b'"id"')  # the last 3 bytes before: a key cut by the chunking
+            tail = chunk[-3:]
             if len(head) < HEAD:
                 head += chunk[: HEAD - len(head)]
             if time.perf_counter() - started > timeout:
@@ -843,6 +844,7 @@ def measure_size(cat: Catalogue, metadata: dict, settings: Settings, token: str,
             "build": cat.build,
             "start_s": {"median": round(statistics.median(starts), 2), "max": round(max(starts), 2),
                         "starts": len(starts)},
+            "load_average": [round(load, 1) for load in os.getloadavg()],  # the machine's, as the size ends
             "idle_rss_mb": round(idle, 1),
             "peak_rss_mb": round(max(peaks), 1),
             "routes": results,
@@ -874,7 +876,7 @@ def route_goal(name: str, figures: dict, base: dict | None, size: dict) -> tuple
         limit = 2 * base["warm_ms"]
         met = answered and figures["warm_ms"] <= limit and first <= 250 and slowest <= SQL_TIME_LIMIT_MS
         return f"warm ≤ {limit:g} (2× smallest), first ≤ 250, all ≤ {SQL_TIME_LIMIT_MS}", met
-    if group in ("canned", "chart") or (group == "table" and figures["path"] in ("/books/books", "/books/books.json?_size=20")):
+    if group in ("canned", "chart", "table"):
         return "200, warm and first ≤ 500", answered and max(figures["warm_ms"], first) <= 500
     if group == "export":
         datasette = size["routes"]["Datasette CSV stream"].get("rows_per_s") or 0
@@ -882,7 +884,7 @@ def route_goal(name: str, figures: dict, base: dict | None, size: dict) -> tuple
                and (figures.get("rows_per_s") or 0) >= (datasette if name != "Datasette CSV stream" else 0)
                and figures["rss_growth_mb"] < 100 and (figures["health_max_ms"] or 0) < 100)
         return "complete, rows/s ≥ Datasette CSV, RSS +< 100 MB, health < 100", met
-    return "2xx" if answered else "answers", answered
+    return "2xx", answered
 
 
 def measured(figures: dict) -> str:
@@ -961,6 +963,7 @@ def report_lines(results: dict) -> list[str]:
     lines += ["", "| server | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     rows = [
         ("start to first answer, s (median / slowest)", lambda s: f"{s['start_s']['median']} / {s['start_s']['max']}"),
+        ("machine load average (1, 5, 15 min) as the size ended", lambda s: " / ".join(map(str, s.get("load_average", [])))),
         ("idle RSS, MB", lambda s: s["idle_rss_mb"]),
         ("peak RSS, MB", lambda s: s["peak_rss_mb"]),
         ("build, s", build_cell),
@@ -1041,6 +1044,8 @@ def main(argv: list[str] | None = None) -> dict:
             progress(f"measuring {size} books")
             with in_use(cat.books_db.parent):
                 results["sizes"][str(size)] = measure_size(cat, metadata, settings, token, progress)
+            if args.out:  # what is measured so far, should a later size fail
+                args.out.write_text(json.dumps(results, indent=2))
     finally:
         stop_all()
     results["goals"] = evaluate(results)
