@@ -804,6 +804,7 @@ def measure_size(cat: Catalogue, metadata: dict, settings: Settings, token: str,
     request, then each route warm and under load. In `restart` mode, then each route's first request
     after a fresh start of its own."""
     work = Path(tempfile.mkdtemp(prefix=f"books-scale-{cat.size}-"))
+    measured_commit = commit()
     try:
         shutil.copyfile(cat.operations_db, work / "operations.db")  # the server may write to it
         facts = catalogue_facts(cat)
@@ -844,6 +845,7 @@ def measure_size(cat: Catalogue, metadata: dict, settings: Settings, token: str,
             "build": cat.build,
             "start_s": {"median": round(statistics.median(starts), 2), "max": round(max(starts), 2),
                         "starts": len(starts)},
+            "commit": measured_commit,  # other work may land while a long run goes on
             "load_average": [round(load, 1) for load in os.getloadavg()],  # the machine's, as the size ends
             "idle_rss_mb": round(idle, 1),
             "peak_rss_mb": round(max(peaks), 1),
@@ -962,6 +964,7 @@ def report_lines(results: dict) -> list[str]:
                      f"{figures.get('cpu_after_drop', '—')} / {figures.get('stop_after_drop_s', '—')} | {met} |")
     lines += ["", "| server | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     rows = [
+        ("commit measured", lambda s: s.get("commit", "")),
         ("start to first answer, s (median / slowest)", lambda s: f"{s['start_s']['median']} / {s['start_s']['max']}"),
         ("machine load average (1, 5, 15 min) as the size ended", lambda s: " / ".join(map(str, s.get("load_average", [])))),
         ("idle RSS, MB", lambda s: s["idle_rss_mb"]),
