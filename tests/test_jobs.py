@@ -318,7 +318,7 @@ async def test_the_status_before_any_job_is_404_and_unknown_ids_are_404(ds):
     assert_error(await ds.client.get(f"{JOBS}/7", headers=ADMIN), 404, "job_not_found")
     assert_error(await ds.client.delete(f"{JOBS}/7", headers=ADMIN), 404, "job_not_found")
     listed = (await ds.client.get(JOBS, headers=ADMIN)).json()
-    assert listed == {"jobs": [], "total": 0, "limit": 20, "offset": 0, "next": None}
+    assert listed == {"jobs": [], "total": 0, "total_exact": True, "limit": 20, "offset": 0, "next": None}
 
 
 async def test_jobs_are_listed_newest_first_page_by_page(ds, published):
