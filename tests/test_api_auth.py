@@ -164,6 +164,16 @@ async def test_login_with_browser_cookies_still_works(api):
     assert response.json()["roles"] == ["admin"]
 
 
+async def test_a_wrong_token_is_told_apart_from_no_token(writable_api):
+    ds, _published = writable_api
+    none = await ds.client.post("/api/v1/ml/predictions", json=[])
+    wrong = await ds.client.post("/api/v1/ml/predictions", json=[], headers=bearer("not-a-token-of-ours"))
+    assert "send Authorization" in assert_error(none, 401, "unauthorized")["error"]
+    assert "not valid" in assert_error(wrong, 401, "unauthorized")["error"]
+    assert 'error="invalid_token"' in wrong.headers["www-authenticate"]
+    assert "error=" not in none.headers["www-authenticate"]
+
+
 async def test_a_cookie_actor_cannot_post_predictions(writable_api):
     ds, published = writable_api
     cookie = ds.sign({"a": {"id": "root", "roles": ["admin"]}}, "actor")

@@ -221,7 +221,13 @@ async def require_permission(datasette, request, action: str) -> dict:
     """The request's actor if it may do `action`: 401 without valid credentials, 403 without the role."""
     actor = request.actor
     # Header credentials only: a cookie actor could be a cross-site request (CSRF is skipped here).
-    if not actor or not (request.headers.get("authorization") or "").startswith("Bearer "):
+    sent_bearer = (request.headers.get("authorization") or "").startswith("Bearer ")
+    if not actor or not sent_bearer:
+        if sent_bearer:  # a token was sent and matched no one: say so, not "send a token"
+            raise ApiError(
+                401, "the bearer token is not valid: unknown, expired, or signed with another secret",
+                "unauthorized", headers={"WWW-Authenticate": 'Bearer realm="books-api", error="invalid_token"'},
+            )
         raise ApiError(
             401, "authentication required: send Authorization: Bearer <token>", "unauthorized",
             headers={"WWW-Authenticate": 'Bearer realm="books-api"'},
