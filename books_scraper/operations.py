@@ -313,3 +313,38 @@ def cancel_job(db: Database, job_id: int, reason: str) -> None:
 def m006_predictions_by_model(db: Database) -> None:
     # GET /api/v1/ml/predictions?model= pages a model's rows in id order: (model, rowid) is that order.
     db[PREDICTIONS].create_index(["model"], if_not_exists=True)
+
+
+# The predictions summary per model as a server last worked it out (api/predictions.py), against the
+# books publication named by books_hash: the operations dashboard reads these few rows instead of
+# scoring every prediction on each view.
+MODEL_SCORES = "model_scores"
+
+
+@migrations()
+def m007_model_scores(db: Database) -> None:
+    db[MODEL_SCORES].create(
+        {
+            "model": str,
+            "books_hash": str,  # the publication the predictions were scored against
+            "upto": int,  # the largest prediction id read
+            "predictions": int,
+            "batches": int,
+            "evaluated": int,  # predictions of books still published
+            "mae": float,
+            "rmse": float,
+            "last_prediction_at": str,
+            "computed_at": str,
+        },
+        pk=("model", "books_hash"),
+    )
+
+
+def save_model_scores(db: Database, books_hash: str, upto: int, figures: list[dict[str, Any]]) -> None:
+    """Replace the scores against one publication with `figures` (the summary's rows, one per model)."""
+    computed_at = utc_now()
+    with db.atomic():
+        db.execute(f"delete from {MODEL_SCORES} where books_hash = ?", [books_hash])
+        db[MODEL_SCORES].insert_all(
+            {**row, "books_hash": books_hash, "upto": upto, "computed_at": computed_at} for row in figures
+        )

@@ -303,3 +303,23 @@ async def test_the_list_pages_by_cursor_through_every_row(writable_api):
             assert url is None or "after=" in url
         assert rows == expected
     assert_error(await ds.client.get("/api/v1/ml/predictions?offset=10001"), 400, "bad_parameter")
+
+
+async def test_the_dashboards_scores_follow_each_batch(writable_api):
+    """After a POST, without anyone asking for the summary, model_scores (which the operations
+    dashboard charts) holds the summary against the published books."""
+    from books_scraper.api import predictions
+
+    ds, published = writable_api
+    ids = book_ids(published, 12)
+    books_hash = query(published.path, "select hash from publication")[0]["hash"]
+    for model, chosen, rating in [("a", ids[:6], 4.5), ("b", ids[6:], 1), ("a", ids[3:9], 2)]:
+        body = {"model": model, "predictions": [{"id": i, "predicted_rating": rating} for i in chosen]}
+        assert (await ds.client.post("/api/v1/ml/predictions", json=body, headers=ML)).status_code == 201
+        await predictions._warming[ds]
+        scores = query(published.operations_path, "select * from model_scores order by model")
+        assert {row["books_hash"] for row in scores} == {books_hash}
+        assert [
+            {**row, "mae": round(row["mae"], 4), "rmse": round(row["rmse"], 4)}
+            for row in ({k: r[k] for k in expected_summary(published)[0]} for r in scores)
+        ] == expected_summary(published)

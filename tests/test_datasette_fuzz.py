@@ -120,7 +120,7 @@ RUNAWAY = "1 in (with recursive c(x) as (select 1 union all select x + 1 from c)
 
 TABLES = {
     "books": ["books", "categories", "crawl_runs", "price_history", "books_fts", "books_fts_idx"],
-    "operations": ["crawl_runs", "predictions", "_sqlite_migrations"],
+    "operations": ["crawl_runs", "predictions", "model_scores", "_sqlite_migrations"],
 }
 COLUMNS = ["id", "title", "price", "rating", "category_id", "segid", "term", "book_id", "model",
            "status", "description", "rowid", "nope", "", "a b", "_x"]

@@ -21,7 +21,7 @@ from weakref import WeakKeyDictionary
 
 from sqlite_utils import Database
 
-from books_scraper import operations
+from books_scraper import aggregates, operations
 from books_scraper.api.cache import database_version
 from books_scraper.api.config import api_config
 from books_scraper.api.errors import ApiError
@@ -159,13 +159,24 @@ class Summary:
         transaction, so a batch is never split between two readings)."""
         upto = conn.execute(f"select max(id) from {operations.PREDICTIONS}").fetchone()[0]
         if upto is None or upto < self.upto:  # emptied or rows deleted by hand: start again
-            return Summary() if upto is None else Summary().extended(conn)
+            if upto is None:
+                return self if self.upto == NO_ROWS else Summary()
+            return Summary().extended(conn)
         if upto == self.upto:
             return self
         models = dict(self.models)
         for model, *sums in conn.execute(TOTALS_SQL, {"after": self.upto, "upto": upto}):
             models[model] = models.get(model, Totals()) + Totals(*sums)
         return Summary(upto, models)
+
+    def scores(self) -> list[dict]:
+        """The figures with MAE and RMSE unrounded, as the operations dashboard stores them."""
+        return [
+            {**totals.figures(name), "mae": mae, "rmse": None if mae is None else math.sqrt(mse)}
+            for name, totals in sorted(self.models.items())
+            for mae, mse in [(totals.abs_error / totals.evaluated, totals.squared_error / totals.evaluated)
+                             if totals.evaluated else (None, None)]
+        ]
 
     def figures(self, model: str | None = None) -> list[dict]:
         return [
@@ -188,9 +199,14 @@ class SummaryCache:
         # One reading at a time: a request during the first, whole reading waits for it and then
         # reads only what came since, instead of reading everything a second time.
         async with self.locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-            known = self.summaries.get(key, Summary())
-            summary = await ops.execute_fn(unbudgeted(known.extended))
+            known = self.summaries.get(key)
+            summary = await ops.execute_fn(unbudgeted((known or Summary()).extended))
             self.summaries = {key: summary}  # one pair of databases served per process
+            if summary is not known:  # the operations dashboard charts these scores
+                books_hash = await books.execute_fn(aggregates.publication_hash)
+                await ops.execute_write_fn(lambda conn: operations.save_model_scores(
+                    Database(conn), books_hash, summary.upto, summary.scores()
+                ))
             return summary
 
 
@@ -203,12 +219,14 @@ def _inode(path: str | None) -> int | None:
 
 
 summaries = SummaryCache()
-_warming: WeakKeyDictionary = WeakKeyDictionary()  # the startup readings, kept until they end
+_running: set[asyncio.Task] = set()
+_warming: WeakKeyDictionary = WeakKeyDictionary()  # each server's latest background reading
 
 
 def warm_summary(datasette) -> None:
     """Start working out the summary in the background as the server starts (a whole reading of a
-    million predictions takes seconds), so that the first request finds it done."""
+    million predictions takes seconds), so that the first request finds it done; after a batch is
+    stored, the same brings it (and the scores the operations dashboard reads) up to date."""
 
     async def warm() -> None:
         ops, books = datasette.databases.get(OPERATIONS_DATABASE), datasette.databases.get(BOOKS_DATABASE)
@@ -219,9 +237,13 @@ def warm_summary(datasette) -> None:
         try:
             await summaries.get(ops, books)
         except Exception:  # a request will try again, and answer the error
-            logger.exception("the predictions summary could not be worked out at startup")
+            logger.exception("the predictions summary could not be worked out in the background")
 
-    _warming[datasette] = asyncio.get_running_loop().create_task(warm(), name="books-predictions-summary")
+    task = asyncio.get_running_loop().create_task(warm(), name="books-predictions-summary")
+    _running.add(task)  # the event loop holds tasks weakly: kept until they end
+    task.add_done_callback(_running.discard)
+    _warming[datasette] = task
+
 
 
 async def known_book_ids(db, payload: Any, max_rows: int) -> set[int]:
@@ -252,6 +274,7 @@ async def post_predictions(request, datasette):
         )
 
     count = await ops.execute_write_fn(write)
+    warm_summary(datasette)  # the dashboard's scores follow each batch
     return json_response(
         {"ok": True, "batch_id": batch_id, "model": batch.model, "count": count}, status=201
     )
