@@ -28,11 +28,10 @@ from books_scraper.api.config import ConfigError, parse_config
 from books_scraper.logs import configure_process_logging
 from books_scraper.operations import open_operations_db
 from books_scraper.web.served_metadata import (
-    API_PLUGIN, BOOKS_DATABASE, METADATA, OPERATIONS_DATABASE, PROJECT, auth_summary, load_metadata,
-    resolve_env, served_metadata,
+    API_PLUGIN, BOOKS_DATABASE, METADATA, OPERATIONS_DATABASE, PLUGINS, PROJECT, PUBLIC_SETTINGS,
+    TEMPLATES, auth_summary, load_metadata, resolve_env, served_metadata,
 )
 from books_scraper.web.supervisor import Supervisor, bind
-from books_scraper.web.worker import PLUGINS, PUBLIC_SETTINGS, TEMPLATES
 
 # What Datasette is given: metadata.yml less the static tokens whose secret is unset.
 SERVED_METADATA = ".served-metadata.json"

@@ -1,4 +1,6 @@
-"""metadata.yml as the server gets it, and what its auth configuration turns on, in plain words.
+"""metadata.yml as the server gets it, and what its auth configuration turns on, in plain words; the
+settings, plugins and templates every server process is given (importable without Datasette, so the
+supervisor starts quickly).
 
 datasette-auth-tokens 0.3 compares every Bearer token with each configured one and raises (a 500 on
 every Bearer request) when a token's `{"$env": ...}` variable is unset. So the server is never given
@@ -23,6 +25,30 @@ TOKENS_PLUGIN = "datasette-auth-tokens"
 # these names, serve.py requires the files to be named so, and the API reads them by these names.
 BOOKS_DATABASE = "books"
 OPERATIONS_DATABASE = "operations"
+
+PLUGINS = PROJECT / "plugins"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # table pages: facets and filters named by label (web/facet_labels.py)
+
+# A public, read-only service (docs/publication.md says why each one).
+PUBLIC_SETTINGS: dict[str, object] = {
+    "sql_time_limit_ms": 2000,
+    "max_returned_rows": 1000,
+    "allow_csv_stream": True,
+    "max_csv_mb": 0,  # no cap: the whole catalogue streams (each page of it is one bounded query)
+    "default_cache_ttl": 60,
+    "truncate_cells_html": 120,
+    # A facet over a million books takes ~100-170 ms (a covering index scan); one that needs more is
+    # listed as timed out rather than holding the page (two default facets: the page stays under 500 ms).
+    "facet_time_limit_ms": 200,
+    "default_allow_sql": True,
+    "allow_download": True,
+    # Suggesting facets runs a query per column on every table page and its JSON: 10x the cost of
+    # the page itself (bench/api_bench.py); the useful facets are configured in metadata.yml.
+    "suggest_facets": False,
+}
+
+# Seconds a stopping worker lets the requests it has begun finish (queries stop after 2 s).
+GRACEFUL_SECONDS = 5
 
 
 def load_metadata(path: Path = METADATA) -> dict:

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from books_scraper.web.served_metadata import PROJECT
-from books_scraper.web.worker import GRACEFUL_SECONDS
+from books_scraper.web.served_metadata import GRACEFUL_SECONDS
 
 WATCH_SECONDS = 1.0  # how often the published file is looked at
 TICK_SECONDS = 0.1  # how often workers are looked at

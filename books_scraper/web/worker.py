@@ -28,31 +28,11 @@ from datasette.database import Database
 
 from books_scraper import aggregates
 from books_scraper.logs import configure_process_logging
-from books_scraper.web.served_metadata import BOOKS_DATABASE, OPERATIONS_DATABASE, PROJECT
+# What every worker serves, defined where the supervisor reads it without importing Datasette.
+from books_scraper.web.served_metadata import (  # noqa: F401 (PLUGINS, PUBLIC_SETTINGS, TEMPLATES: re-exported)
+    BOOKS_DATABASE, GRACEFUL_SECONDS, OPERATIONS_DATABASE, PLUGINS, PUBLIC_SETTINGS, TEMPLATES,
+)
 
-PLUGINS = PROJECT / "plugins"
-TEMPLATES = Path(__file__).parent / "templates"  # table pages: facets and filters named by label (web/facet_labels.py)
-
-# A public, read-only service (docs/publication.md says why each one).
-PUBLIC_SETTINGS: dict[str, object] = {
-    "sql_time_limit_ms": 2000,
-    "max_returned_rows": 1000,
-    "allow_csv_stream": True,
-    "max_csv_mb": 0,  # no cap: the whole catalogue streams (each page of it is one bounded query)
-    "default_cache_ttl": 60,
-    "truncate_cells_html": 120,
-    # A facet over a million books takes ~100-170 ms (a covering index scan); one that needs more is
-    # listed as timed out rather than holding the page (two default facets: the page stays under 500 ms).
-    "facet_time_limit_ms": 200,
-    "default_allow_sql": True,
-    "allow_download": True,
-    # Suggesting facets runs a query per column on every table page and its JSON: 10x the cost of
-    # the page itself (bench/api_bench.py); the useful facets are configured in metadata.yml.
-    "suggest_facets": False,
-}
-
-# Seconds a stopping worker lets the requests it has begun finish (queries stop after 2 s).
-GRACEFUL_SECONDS = 5
 # Seconds between no longer accepting and closing idle connections: a connection accepted just
 # before has its request read and answered instead of being closed unanswered.
 DRAIN_SECONDS = 0.5
