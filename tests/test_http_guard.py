@@ -78,6 +78,22 @@ async def test_only_the_dashboards_may_evaluate_code(published_db):
     assert "'unsafe-eval'" in response.headers["content-security-policy"]
 
 
+async def test_static_files_are_cached_and_nothing_else_is(published_db):
+    """The dashboards' ~1 MB of Vega was fetched again on every visit: static files now carry a
+    cache lifetime; pages, JSON and 404s do not."""
+    ds = publication(published_db.path, published_db.operations_path)
+    page = await ds.client.get("/-/dashboards/books")
+    scripts = [f"/-/static-plugins/{path}" for path in page.text.split('src="/-/static-plugins/')[1:]]
+    scripts = [path.split('"')[0] for path in scripts]
+    assert scripts, "the dashboard page loads the plugin's scripts"
+    for path in ["/-/static/app.css", *scripts]:
+        response = await ds.client.get(path)
+        assert response.status_code == 200 and response.headers["cache-control"] == "public, max-age=3600", path
+    for path in ["/-/dashboards/books", "/books/books.json", "/api/v1/books?limit=1", "/-/static/no-such-file.css"]:
+        response = await ds.client.get(path)
+        assert "max-age=3600" not in response.headers.get("cache-control", ""), path
+
+
 def raw_get(port: int, path: str, header: bytes) -> bytes:
     """One HTTP/1.1 request with a header value sent byte for byte, as curl $'...' does."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

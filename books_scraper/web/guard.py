@@ -1,5 +1,6 @@
 """What every answer of the publication gets, whatever view made it (a plain ASGI middleware, no
-Datasette import): security headers, and a 401 for an Authorization header no token can match.
+Datasette import): security headers, a cache lifetime for static files, and a 401 for an
+Authorization header no token can match.
 
 A header with bytes outside printable ASCII reached datasette-auth-tokens 0.3, whose
 secrets.compare_digest raises TypeError on non-ASCII text: a 500 on every route. No valid Bearer
@@ -35,6 +36,17 @@ def security_headers(path: str) -> list[tuple[bytes, bytes]]:
 
 
 SECURITY_HEADER_NAMES = {name for name, _ in security_headers("/")}
+
+# Datasette serves its own and its plugins' files (the dashboards' ~1 MB of Vega) with no cache
+# header, so a browser fetched them again on every page. They change only with an upgrade.
+STATIC_PATHS = ("/-/static/", "/-/static-plugins/")
+STATIC_CACHE = (b"cache-control", b"public, max-age=3600")
+
+
+def static_cache(path: str, status: int, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    if status != 200 or not path.startswith(STATIC_PATHS):
+        return []
+    return [] if any(name.lower() == b"cache-control" for name, _ in headers) else [STATIC_CACHE]
 
 
 def malformed_authorization(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -77,7 +89,8 @@ def guard(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
                 kept = [h for h in message.get("headers") or [] if h[0].lower() not in SECURITY_HEADER_NAMES]
-                message = {**message, "headers": kept + extra}
+                cache = static_cache(scope["path"], message["status"], kept)
+                message = {**message, "headers": kept + extra + cache}
             await send(message)
 
         await app(scope, receive, send_with_headers)
