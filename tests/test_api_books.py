@@ -254,6 +254,11 @@ async def test_bad_input_is_a_json_error(api, path, status, code):
     assert_error(await api.client.get(path), status, code)
 
 
+async def test_a_search_without_a_word_says_so_in_words(api):
+    body = assert_error(await api.client.get("/api/v1/books?q=%21%21%21"), 400, "bad_parameter")
+    assert body["error"] == "q must contain at least one word (a letter, digit or _); got '!!!'"
+
+
 async def test_the_deepest_offset_is_an_empty_page_and_past_it_says_follow_next(api, published_db):
     assert value(published_db.path, "select count(*) from books") < MAX_OFFSET
     page = await get_json(api, f"/api/v1/books?offset={MAX_OFFSET}")

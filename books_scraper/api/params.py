@@ -27,6 +27,7 @@ NUMBER_LITERAL = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 BOOLEANS = {"true": True, "false": False}
 # A prediction's model name: the POST body and the ?model= filters share it.
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,99}$"
+MODEL_RULE = "be 1-100 ASCII letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
 
 
 def pattern_matches(pattern: str, value: str) -> bool:
@@ -69,6 +70,7 @@ class Param:
     description: str
     convert: Callable[[str, str], Any] = _to_text
     advice: str = ""  # what to do instead, added to a bound's error message
+    rule: str = ""  # the pattern in words, for the error message ("must match \\w" tells a person little)
 
 
     @property
@@ -90,7 +92,8 @@ class Param:
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise bad_parameter(name, f"{name} is longer than {schema['maxLength']} characters")
         if "pattern" in schema and not pattern_matches(schema["pattern"], value):
-            raise bad_parameter(name, f"{name} must match {schema['pattern']}; got {raw!r}{self.advice}")
+            rule = self.rule or f"match {schema['pattern']}"
+            raise bad_parameter(name, f"{name} must {rule}; got {raw!r}{self.advice}")
         if "minimum" in schema and value < schema["minimum"]:
             raise bad_parameter(name, f"{name} must be >= {schema['minimum']}")
         if "maximum" in schema and value > schema["maximum"]:
@@ -131,11 +134,11 @@ def choice(name: str, description: str, choices: list[str], default: str) -> Par
     return Param(name, {"type": "string", "enum": list(choices), "default": default}, description, _to_text)
 
 
-def text(name: str, description: str, pattern: str | None = None) -> Param:
+def text(name: str, description: str, pattern: str | None = None, rule: str = "") -> Param:
     schema = {"type": "string", "maxLength": TEXT_MAX_LENGTH}
     if pattern is not None:
         schema["pattern"] = pattern
-    return Param(name, schema, description, _to_text)
+    return Param(name, schema, description, _to_text, rule=rule)
 
 
 def page(default: int | None, maximum: int = 1000, default_text: str | None = None) -> tuple[Param, Param]:
@@ -337,6 +340,7 @@ QUERIES: dict[str, Query] = {
             text(
                 "q", "full-text search on title and description: every word must match; at least one "
                 "word (a letter, digit or _, in any script)", pattern=r"\w",
+                rule="contain at least one word (a letter, digit or _)",
             ),
             choice("sort", SORT, SORT_CHOICES, "id"),
             *keyset_page(50),
@@ -385,14 +389,14 @@ QUERIES: dict[str, Query] = {
     ),
     "/api/v1/ml/predictions": Query(
         (
-            text("model", "model name", pattern=MODEL_PATTERN),
+            text("model", "model name", pattern=MODEL_PATTERN, rule=MODEL_RULE),
             text("batch", "batch id"),
             integer("book_id", "book id", minimum=1),
             *keyset_page(100),
         ),
         cursor_rules("/api/v1/ml/predictions", ML_SORT),
     ),
-    "/api/v1/ml/predictions/summary": Query((text("model", "one model only", pattern=MODEL_PATTERN),)),
+    "/api/v1/ml/predictions/summary": Query((text("model", "one model only", pattern=MODEL_PATTERN, rule=MODEL_RULE),)),
     "/api/v1/scraping/jobs": Query(page(20)),
 }
 
