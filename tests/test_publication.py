@@ -361,6 +361,15 @@ async def test_metadata_describes_every_column(ds, published_db):
         assert set(described[table]["columns"]) == set(columns), table
 
 
+async def test_every_visible_table_is_described_and_the_title_index_is_hidden(ds):
+    described = load_metadata()["databases"]["books"]["tables"]
+    tables = (await get_json(ds, "/books.json"))["tables"]
+    visible = {t["name"] for t in tables if not t["hidden"]}
+    undescribed = {n for n in visible if not (described.get(n, {}).get("description") or described.get(n, {}).get("description_html"))}
+    assert visible and not undescribed, undescribed
+    assert {"book_titles_folded", "book_titles_trigrams", "book_titles_trigram"} <= {t["name"] for t in tables if t["hidden"]}
+
+
 async def test_books_show_their_category_by_name(ds, published_db):
     [book] = query(
         published_db.path,
