@@ -348,3 +348,16 @@ def save_model_scores(db: Database, books_hash: str, upto: int, figures: list[di
         db[MODEL_SCORES].insert_all(
             {**row, "books_hash": books_hash, "upto": upto, "computed_at": computed_at} for row in figures
         )
+
+
+@migrations()
+def m008_model_scores_sums(db: Database) -> None:
+    # The sums behind MAE and RMSE, so a restarted server carries on from the stored scores instead
+    # of reading every prediction again.
+    db[MODEL_SCORES].add_column("abs_error", float)
+    db[MODEL_SCORES].add_column("squared_error", float)
+
+
+def model_scores(db: Database, books_hash: str) -> list[dict[str, Any]]:
+    """The stored scores against one publication, one row per model."""
+    return list(db.query(f"select * from {MODEL_SCORES} where books_hash = ? order by model", [books_hash]))

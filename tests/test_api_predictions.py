@@ -323,3 +323,29 @@ async def test_the_dashboards_scores_follow_each_batch(writable_api):
             {**row, "mae": round(row["mae"], 4), "rmse": round(row["rmse"], 4)}
             for row in ({k: r[k] for k in expected_summary(published)[0]} for r in scores)
         ] == expected_summary(published)
+
+
+async def test_a_restarted_server_carries_on_from_the_stored_scores(writable_api):
+    """A new process reads model_scores and then only the predictions stored after them, instead of
+    every prediction: shown by stored sums it could not have worked out from the rows."""
+    from books_scraper.api import predictions
+
+    ds, published = writable_api
+    ids = book_ids(published, 10)
+    body = {"model": "a", "predictions": [{"id": i, "predicted_rating": 4} for i in ids[:5]]}
+    assert (await ds.client.post("/api/v1/ml/predictions", json=body, headers=ML)).status_code == 201
+    await predictions._warming[ds]
+    with sqlite3.connect(published.operations_path) as conn:  # sums no reading of the rows gives
+        conn.execute("update model_scores set abs_error = 50, squared_error = 500")
+    conn.close()
+    predictions.summaries.summaries.clear()  # as in a new process
+    restarted = make_datasette(published)
+    [model] = (await restarted.client.get("/api/v1/ml/predictions/summary")).json()["models"]
+    assert (model["predictions"], model["mae"], model["rmse"]) == (5, 10.0, 10.0)
+    # and a batch stored since is added to them
+    body = {"model": "a", "predictions": [{"id": i, "predicted_rating": 4} for i in ids[5:]]}
+    assert (await restarted.client.post("/api/v1/ml/predictions", json=body, headers=ML)).status_code == 201
+    [model] = (await restarted.client.get("/api/v1/ml/predictions/summary")).json()["models"]
+    errors = [4 - r["rating"] for r in query(published.path, "select rating from books where id in (%s)"
+                                               % ",".join(map(str, ids[5:])))]
+    assert model["predictions"] == 10 and model["mae"] == round((50 + sum(map(abs, errors))) / 10, 4)

@@ -169,10 +169,22 @@ class Summary:
             models[model] = models.get(model, Totals()) + Totals(*sums)
         return Summary(upto, models)
 
+    @classmethod
+    def stored(cls, rows: list[dict]) -> "Summary":
+        """The summary saved as model_scores (scores()), or an empty one when there is none to trust."""
+        if not rows or len({row["upto"] for row in rows}) != 1 or any(row["abs_error"] is None for row in rows):
+            return cls()
+        return cls(rows[0]["upto"], {
+            row["model"]: Totals(row["predictions"], row["batches"], row["evaluated"], row["abs_error"],
+                                 row["squared_error"], row["last_prediction_at"])
+            for row in rows
+        })
+
     def scores(self) -> list[dict]:
-        """The figures with MAE and RMSE unrounded, as the operations dashboard stores them."""
+        """The figures with MAE and RMSE unrounded and the sums behind them, as model_scores keeps them."""
         return [
-            {**totals.figures(name), "mae": mae, "rmse": None if mae is None else math.sqrt(mse)}
+            {**totals.figures(name), "mae": mae, "rmse": None if mae is None else math.sqrt(mse),
+             "abs_error": totals.abs_error, "squared_error": totals.squared_error}
             for name, totals in sorted(self.models.items())
             for mae, mse in [(totals.abs_error / totals.evaluated, totals.squared_error / totals.evaluated)
                              if totals.evaluated else (None, None)]
@@ -199,11 +211,15 @@ class SummaryCache:
         # One reading at a time: a request during the first, whole reading waits for it and then
         # reads only what came since, instead of reading everything a second time.
         async with self.locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
-            known = self.summaries.get(key)
-            summary = await ops.execute_fn(unbudgeted((known or Summary()).extended))
+            books_hash = await books.execute_fn(aggregates.publication_hash)
+            known = start = self.summaries.get(key)
+            if known is None:  # a new process: carry on from the scores a server stored, if any
+                start = Summary.stored(await ops.execute_fn(
+                    lambda conn: operations.model_scores(Database(conn), books_hash)
+                ))
+            summary = await ops.execute_fn(unbudgeted(start.extended))
             self.summaries = {key: summary}  # one pair of databases served per process
-            if summary is not known:  # the operations dashboard charts these scores
-                books_hash = await books.execute_fn(aggregates.publication_hash)
+            if summary is not known and summary is not start:  # the operations dashboard charts these
                 await ops.execute_write_fn(lambda conn: operations.save_model_scores(
                     Database(conn), books_hash, summary.upto, summary.scores()
                 ))
