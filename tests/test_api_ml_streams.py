@@ -140,3 +140,21 @@ async def test_a_computed_split_counts_up_to_the_cap(catalogue):
     stored = (await client.get("/api/v1/ml/training-data?split=train&limit=5")).json()
     expected = query(books, "select count(*) as n from book_split where fraction >= 0.2")[0]["n"]
     assert expected > COUNT_CAP and stored["total"] == expected and stored["total_exact"] is True
+
+
+def test_a_dropped_datasette_csv_export_stops_too(catalogue, tmp_path):
+    """Datasette's own streamed CSV never reads `receive`: web/client_gone.py stops it for it."""
+    books, ops = catalogue
+    path = "/books/books.csv?_stream=on"
+    with ServeProcess(books, ops, tmp_path / "serve.log") as server:
+        stalled_download(server, path).close()
+
+        def logged(text):
+            return lambda: [line for line in server.log.read_text().splitlines() if text in line]
+
+        assert wait_for(logged("/books/books.csv: the client went away; the CSV stream stopped")), server.output()
+        [request] = wait_for(logged("GET /books/books.csv 200"))
+        sent = int(re.search(r" ([0-9]+)B ", request).group(1))
+        whole = get(server, path)
+        assert sent < len(whole) and whole.count(b"\n") > len(query(books, "select id from books"))
+        assert "Traceback" not in server.log.read_text()
