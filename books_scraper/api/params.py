@@ -222,6 +222,7 @@ def cursor_param() -> Param:
         "start right after this cursor: the `after` of a `next` link of this route with the same sort "
         "(opaque); not with offset",
         advice=": a cursor is the opaque `after` of a `next` link, to be sent back as given",
+        rule="be a cursor (letters, digits, '-' and '_', a dot, then 8 more)",
     )
 
 
