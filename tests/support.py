@@ -215,6 +215,18 @@ def start_crawl(start_url: str, db_path: Path, **settings: str) -> subprocess.Po
     )
 
 
+def wait_until(what: Callable[[], object], seconds: float = 60, why: Callable[[], str] | None = None):
+    """Poll what() every 0.2 s until it returns something truthy, and return that; past `seconds`,
+    fail the test (with why(), say a server's log, as its message)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds}s" + (f": {why()}" if why else ""))
+
+
 def query(path: Path, sql: str, params=()) -> list[dict]:
     """Independent read-only read of a database file, for expected figures."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)

@@ -10,14 +10,13 @@ import json
 import re
 import socket
 import sqlite3
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from serving import ServeProcess, alive, publication
 from sqlite_utils import Database
-from support import query
+from support import query, wait_until
 
 from books_scraper import storage
 from books_scraper.api.ml import FEATURE_COLUMNS
@@ -66,15 +65,6 @@ def stalled_download(server: ServeProcess, path: str) -> socket.socket:
     return sock
 
 
-def wait_for(find, seconds: float = 60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = find()
-        if found:
-            return found
-        time.sleep(0.2)
-    return None
-
 
 def test_the_exports_are_complete_through_the_server(catalogue, tmp_path):
     books, ops = catalogue
@@ -109,8 +99,7 @@ def test_a_client_that_goes_away_stops_the_stream(catalogue, tmp_path, path):
         def stopped():
             return [line for line in server.log.read_text().splitlines() if "the client went away" in line]
 
-        lines = wait_for(stopped)
-        assert lines, server.output()
+        lines = wait_until(stopped, why=server.output)
         assert path.split("?")[0] in lines[0]
         sent = int(re.search(r"went away after ([0-9]+) rows", lines[0]).group(1))
         assert sent < total
@@ -126,7 +115,7 @@ def test_sigterm_stops_the_server_in_the_middle_of_a_stream(catalogue, tmp_path)
         try:
             server.process.terminate()
             server.process.wait(timeout=60)  # raises if it is still running then
-            assert wait_for(lambda: not any(alive(pid) for pid in workers)), workers
+            wait_until(lambda: not any(alive(pid) for pid in workers), why=lambda: f"workers {workers} alive")
         finally:
             sock.close()
 
@@ -152,8 +141,8 @@ def test_a_dropped_datasette_csv_export_stops_too(catalogue, tmp_path):
         def logged(text):
             return lambda: [line for line in server.log.read_text().splitlines() if text in line]
 
-        assert wait_for(logged("/books/books.csv: the client went away; the CSV stream stopped")), server.output()
-        [request] = wait_for(logged("GET /books/books.csv 200"))
+        wait_until(logged("/books/books.csv: the client went away; the CSV stream stopped"), why=server.output)
+        [request] = wait_until(logged("GET /books/books.csv 200"), why=server.output)
         sent = int(re.search(r" ([0-9]+)B ", request).group(1))
         whole = get(server, path)
         assert sent < len(whole) and whole.count(b"\n") > len(query(books, "select id from books"))

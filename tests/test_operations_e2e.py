@@ -6,14 +6,13 @@ on the site, a second job, and the change served too."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 
 from api_support import ENV, TOKENS
 from serving import ServeProcess
 from sitebuilder import build_site, sample_books
-from support import SiteServer, crawl
+from support import SiteServer, crawl, wait_until
 
 BOOKS = 25
 ADMIN = {"Authorization": f"Bearer {TOKENS['admin']}"}
@@ -28,16 +27,6 @@ def call(url: str, method: str = "GET", headers: dict | None = None) -> tuple[in
         return error.code, json.load(error)
 
 
-def wait_until(what, seconds: float = 90):
-    """Poll what() every 0.2 s until it returns something truthy, for at most `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not within {seconds}s")
-
 
 def run_job(base: str, site: SiteServer) -> dict:
     """Trigger a job, see its progress while it runs (the site is slow until then), wait for its end."""
@@ -45,10 +34,10 @@ def run_job(base: str, site: SiteServer) -> dict:
     status, job = call(base + "api/v1/scraping/jobs", "POST", ADMIN)
     assert status == 202, job
     url = base + f"api/v1/scraping/jobs/{job['id']}"
-    progress = wait_until(lambda: (answer := call(url, headers=ADMIN)[1])["progress"] and answer)
+    progress = wait_until(lambda: (answer := call(url, headers=ADMIN)[1])["progress"] and answer, 90)
     assert progress["status"] == "running" and progress["progress"]["expected"] == BOOKS, progress
     site.delay = 0
-    return wait_until(lambda: (answer := call(url, headers=ADMIN)[1])["finished_at"] and answer)
+    return wait_until(lambda: (answer := call(url, headers=ADMIN)[1])["finished_at"] and answer, 90)
 
 
 def served_price(base: str, book_id: int) -> tuple[float, float]:
