@@ -1,7 +1,7 @@
 """The operational database: the writable tables beside the read-only books database.
 
 `crawl_runs` here is the operator's journal of every crawl attempt (running, published, failed,
-abandoned); the books database keeps only the runs that built it. `scrape_jobs` holds the crawls
+cancelled, abandoned); the books database keeps only the runs that built it. `scrape_jobs` holds the crawls
 started from the API or the schedule; `predictions` the models' batches.
 """
 
@@ -56,6 +56,20 @@ def fail_run(db: Database, run_id: int, message: str) -> None:
     """Close a run that stopped before it had anything to record but why."""
     with db.conn:
         db[CRAWL_RUNS].update(run_id, {"finished_at": utc_now(), "status": "failed", "message": message})
+
+
+RUN_CANCELLED = "cancelled"
+
+
+def cancel_run(db: Database, run_id: int, message: str) -> None:
+    """A scraping job's crawl stopped on request: its journal entry says `cancelled` instead of the
+    `failed` (or, if its process was killed, `running`) it was left with, so an operator does not read
+    it as broken. Like a failed run it published nothing; a published run is never changed."""
+    db.execute(
+        f"update {CRAWL_RUNS} set status = ?, message = ?, finished_at = coalesce(finished_at, ?)"
+        " where id = ? and status in ('running', 'failed')",
+        [RUN_CANCELLED, message, utc_now(), run_id],
+    )
 
 
 PREDICTIONS = "predictions"
@@ -190,6 +204,8 @@ def close_lost_jobs(db: Database, is_lost: Callable[[dict], bool], reason: str) 
             why = "cancelled before the crawl reported" if job["cancel_requested"] else reason
             if _finish(db, job["id"], {"status": status, "reason": why}):
                 closed.append(job["id"])
+                if status == CANCELLED and job["crawl_run_id"] is not None:
+                    cancel_run(db, job["crawl_run_id"], why)
     return closed
 
 
@@ -268,7 +284,7 @@ def job_ended(
     crawl_run_id: int | None,
 ) -> str:
     """The crawl process's final word; returns the status: succeeded when it published, else
-    cancelled when a cancel was asked, else failed."""
+    cancelled when a cancel was asked (its crawl_runs entry too), else failed."""
     with db.conn:
         cancelled = bool(db.execute(
             f"select cancel_requested from {SCRAPE_JOBS} where id = ?", [job_id]
@@ -281,6 +297,8 @@ def job_ended(
             "reason": None if published else reason, "progress": json.dumps(progress),
             "crawl_run_id": crawl_run_id,
         })
+        if status == CANCELLED and crawl_run_id is not None:
+            cancel_run(db, crawl_run_id, reason)
     return status
 
 

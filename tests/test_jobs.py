@@ -26,9 +26,10 @@ from sitebuilder import sample_books
 from sqlite_utils import Database
 from support import SiteServer, publish_generated_site, query
 
-from books_scraper import jobs, operations
+from books_scraper import crawlstats, jobs, operations
 from books_scraper.api import scraping
 from books_scraper.publish import staging_path
+from books_scraper.web.served_metadata import load_metadata
 
 ADMIN = bearer(TOKENS["admin"])
 JOBS = "/api/v1/scraping/jobs"
@@ -213,8 +214,13 @@ async def test_a_cancelled_job_stops_and_leaves_the_published_file_as_it_was(ds,
     # The crawl stopped gracefully and said so itself (not closed as lost by the server).
     assert done["reason"] == "cancelled on request; the published database was left as it was"
     assert done["published"] is False and done["books"] is None
-    run = query(published.operations_path, "select status, message from crawl_runs where id = ?", [done["crawl_run_id"]])
-    assert run == [{"status": "failed", "message": "crawl did not finish normally (reason: shutdown)"}]
+    # The journal says so too: an operator reading crawl_runs sees a cancel, not a broken crawl.
+    run = query(published.operations_path, "select status, message, finished_at from crawl_runs where id = ?", [done["crawl_run_id"]])
+    assert run == [{"status": "cancelled", "message": done["reason"], "finished_at": run[0]["finished_at"]}]
+    assert run[0]["finished_at"]
+    health = (await ds.client.get("/api/v1/health")).json()
+    assert health["latest_crawl_attempt"]["status"] == "cancelled"
+    assert health["last_crawl"]["status"] == "published" and health["last_crawl"]["id"] != done["crawl_run_id"]
     assert published.path.read_bytes() == before
     assert not staging_path(published.path).exists()
     assert_error(await ds.client.delete(job["url"], headers=ADMIN), 409, "job_finished")
@@ -304,6 +310,47 @@ async def test_a_lost_job_is_closed_at_the_next_startup(published, row, status):
         assert job == {**job, **row, "id": job_id}
 
 
+def insert_run(published, **values) -> int:
+    db = operations.open_operations_db(str(published.operations_path))
+    try:
+        table = db[operations.CRAWL_RUNS]
+        with db.conn:
+            table.insert({"started_at": minutes_ago(1), "start_url": "http://127.0.0.1:9/", **values})
+        return table.last_pk
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    "cancel_requested,run_status",
+    [
+        pytest.param(1, "cancelled", id="a-lost-job-asked-to-cancel-has-its-crawl-run-cancelled"),
+        pytest.param(0, "running", id="a-lost-job-not-asked-leaves-its-crawl-run-for-the-next-crawl-to-abandon"),
+    ],
+)
+async def test_a_lost_jobs_crawl_run_is_closed_as_the_job_is(published, cancel_requested, run_status):
+    run_id = insert_run(published, status="running")
+    insert_job(published, status="running", pid=dead_pid(), crawl_run_id=run_id, cancel_requested=cancel_requested)
+    await make_datasette(published).invoke_startup()
+    run = query(published.operations_path, "select status, message, finished_at from crawl_runs where id = ?", [run_id])[0]
+    assert run["status"] == run_status
+    assert bool(run["finished_at"]) == (run_status == "cancelled")
+
+
+def test_a_published_run_is_never_marked_cancelled(published):
+    run_id = insert_run(published, status="published", finished_at=minutes_ago(0))
+    job_id = insert_job(published, status="running", pid=dead_pid(), cancel_requested=1)
+    db = operations.open_operations_db(str(published.operations_path))
+    try:
+        status = operations.job_ended(
+            db, job_id, published=False, books=None, reason="x", progress={}, crawl_run_id=run_id
+        )
+    finally:
+        db.close()
+    assert status == "cancelled"
+    assert query(published.operations_path, "select status from crawl_runs where id = ?", [run_id]) == [{"status": "published"}]
+
+
 async def test_a_job_lost_while_the_server_runs_is_failed_when_read(ds, published):
     await ds.invoke_startup()
     job_id = insert_job(published, status="running", pid=dead_pid())
@@ -369,3 +416,14 @@ async def test_a_bad_schedule_stops_the_server_with_one_line(published, monkeypa
 def test_intervals(text, seconds):
     interval = jobs.parse_interval(text)
     assert (interval.total_seconds() if interval else None) == seconds
+
+
+def test_the_operations_dashboard_colours_every_crawl_run_status():
+    """A cancelled run is charted in a colour of its own, never in a failure's."""
+    charts = load_metadata()["plugins"]["datasette-dashboards"]["operations"]["charts"]
+    statuses = {"running", crawlstats.PUBLISHED, crawlstats.FAILED, operations.RUN_CANCELLED, "abandoned"}
+    for name in ("crawl-books", "crawl-duration"):
+        scale = charts[name]["display"]["encoding"]["color"]["scale"]
+        assert set(scale["domain"]) == statuses, name
+        colours = dict(zip(scale["domain"], scale["range"]))
+        assert len(set(colours.values())) == len(statuses)
