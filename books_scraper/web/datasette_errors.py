@@ -3,7 +3,9 @@
 `malformed(datasette, request, route, body)` looks only at the request (and the schema it names) and
 says what is wrong with it, or None: a well-formed request always reaches Datasette, so a true server
 fault still answers 500. plugins/datasette_errors.py answers a malformed one with Datasette's own
-error page (JSON for .json URLs) before Datasette runs it, so it never reaches a database.
+error page (JSON for .json URLs) before Datasette runs it, so it never reaches a database. Every JSON
+error of a Datasette page carries an `error_code`, as the /api/v1 envelope does (the codes:
+docs/publication.md, "Malformed requests").
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, parse_qsl
 
-from datasette.utils.asgi import Request
+from datasette.utils.asgi import Request, Response
 
 from books_scraper.web.datasette_internals import (
     AllowDebugView,
@@ -30,6 +32,7 @@ from books_scraper.web.datasette_internals import (
     resolve,
     urlsafe_components,
 )
+from books_scraper.web.query_limits import MAX_VALUE_BYTES
 
 INTERRUPTED = "SQL query took too long; ask for less, or add _timelimit= up to sql_time_limit_ms"
 SQLITE_INTEGERS = range(-(2**63), 2**63)
@@ -40,6 +43,21 @@ SHAPES_NEEDING_ROWS = ("array", "arrayfirst")
 SHAPES = ("arrays", "objects", "array", "arrayfirst", "object")  # datasette/renderer.py json_renderer
 BOOLEANS = ("on", "off", "true", "false", "1", "0")  # datasette.utils.value_as_boolean
 TABLE_ARGUMENTS = ("_sort", "_sort_desc", "_through")  # checked against the table's schema
+NAME_SHOWN = 40  # characters of an over-long parameter's name said in its error
+
+# error_code of a JSON error, stable for clients to branch on (the /api/v1 envelope's names where the
+# meaning is the same): the codes of this module's own answers, and by status for Datasette's own.
+BAD_PARAMETER, BAD_BODY = "bad_parameter", "bad_body"
+SQL_TOO_LONG, VALUE_TOO_LONG = "sql_too_long", "value_too_long"
+QUERY_TIMEOUT, QUERY_FAILED = "query_timeout", "query_failed"
+CODES_BY_STATUS = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 500: "internal_error",
+}
+
+
+def code_for_status(status: int) -> str:
+    return CODES_BY_STATUS.get(status, f"http_{status}")
 
 
 @dataclass(frozen=True)
@@ -48,10 +66,15 @@ class Malformed:
     title: str
     message: str
     allow: tuple[str, ...] = ()
+    code: str = ""  # error_code; by status when empty
+
+    @property
+    def error_code(self) -> str:
+        return self.code or code_for_status(self.status)
 
 
-def bad(message: str, title: str = "Bad request") -> Malformed:
-    return Malformed(400, title, message)
+def bad(message: str, title: str = "Bad request", code: str = BAD_PARAMETER) -> Malformed:
+    return Malformed(400, title, message, code=code)
 
 
 def is_sql_value(value: object) -> bool:
@@ -111,6 +134,9 @@ async def check_post_to_table(datasette, route: Route, body: Body) -> Malformed 
 
 async def check_query_string(datasette, request: Request, route: Route, body: Body) -> Malformed | None:
     pairs = parse_qsl(request.query_string, keep_blank_values=True)
+    too_long = check_lengths(pairs)
+    if too_long:
+        return too_long
     if any("\x00" in key or "\x00" in value for key, value in pairs):
         # Python's sqlite3 refuses SQL with a NUL in it (ValueError) and names end up in the SQL.
         return bad("The query string contains a NUL character (%00)")
@@ -128,6 +154,26 @@ async def check_query_string(datasette, request: Request, route: Route, body: Bo
                 raise ValueError
         except ValueError:
             return bad(f"_timelimit is a whole number of milliseconds, 0 or more, not {timelimit!r}")
+    return None
+
+
+def check_lengths(pairs: list[tuple[str, str]]) -> Malformed | None:
+    """A value SQLite would refuse ("string or blob too big", and Datasette echoing all of it back):
+    the SQL of ?sql= and every other parameter, each bound or run as one value (query_limits.py)."""
+    def over(what: str, size: int, title: str, code: str) -> Malformed:
+        message = f"{what} is {size:,} bytes, over the limit of {MAX_VALUE_BYTES:,} bytes (SQLITE_LIMIT_LENGTH)"
+        return bad(message, title, code)
+
+    for key, value in pairs:
+        key_size, size = len(key.encode()), len(value.encode())
+        if key_size > MAX_VALUE_BYTES:
+            return over("A parameter name", key_size, "Value too long", VALUE_TOO_LONG)
+        if size <= MAX_VALUE_BYTES:
+            continue
+        if key == "sql":
+            return over("The SQL", size, "SQL too long", SQL_TOO_LONG)
+        name = key if len(key) <= NAME_SHOWN else key[:NAME_SHOWN] + "…"
+        return over(f"The value of {name}", size, "Value too long", VALUE_TOO_LONG)
     return None
 
 
@@ -271,12 +317,12 @@ def check_write_body(body: bytes) -> Malformed | None:
     try:
         text = body.decode("utf-8").strip()
     except UnicodeDecodeError:
-        return bad("The body is not UTF-8")
+        return bad("The body is not UTF-8", code=BAD_BODY)
     if text.startswith("{") and text.endswith("}"):
         try:
             json.loads(text)
         except ValueError:
-            return bad("The body looks like a JSON object but is not valid JSON")
+            return bad("The body looks like a JSON object but is not valid JSON", code=BAD_BODY)
     return None
 
 
@@ -284,7 +330,7 @@ def check_message(body: bytes) -> Malformed | None:
     try:
         fields = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
-        return bad("The form is not UTF-8")
+        return bad("The form is not UTF-8", code=BAD_BODY)
     message_type = fields.get("message_type") or "INFO"
     if message_type not in MESSAGE_TYPES:
         return bad(f"message_type is one of {', '.join(MESSAGE_TYPES)}, not {message_type!r}")
@@ -305,9 +351,12 @@ def check_allow_debug(request: Request) -> Malformed | None:
 
 
 def checked(datasette, app):
-    """ASGI middleware: a malformed request to a Datasette page gets its 4xx before Datasette runs."""
+    """ASGI middleware: a malformed request to a Datasette page gets its 4xx before Datasette runs,
+    and every JSON error of a Datasette page its error_code."""
 
     async def asgi(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].endswith(".json"):
+            send = ErrorCodes(send)
         route = resolve(datasette, scope) if scope["type"] == "http" else None
         if route is None:
             return await app(scope, receive, send)
@@ -321,9 +370,69 @@ def checked(datasette, app):
         response = await error_page(datasette, request, problem.status, problem.message, problem.title)
         if problem.allow:
             response.headers["Allow"] = ", ".join(problem.allow)
-        await response.asgi_send(send)
+        await with_error_code(response, problem.error_code).asgi_send(send)
 
     return asgi
+
+
+def with_error_code(response: Response, code: str) -> Response:
+    """Datasette's JSON error with its error_code; an HTML error page as it is."""
+    if not response.content_type.startswith("application/json"):
+        return response
+    body = {**json.loads(response.body), "error_code": code}
+    return Response(json.dumps(body), status=response.status, headers=response.headers, content_type=response.content_type)
+
+
+def error_code_of(body: dict, status: int) -> str:
+    """The code of a JSON error Datasette answered itself: a failed ?sql= or canned query says so
+    in a page that has its `query`, a table's failed `_where` by its title; anything else (no such
+    table, a 403, a 500) by its status."""
+    if status == 400 and ("query" in body or body.get("title") == "Invalid SQL"):
+        return QUERY_FAILED
+    return code_for_status(status)
+
+
+class ErrorCodes:
+    """Wraps `send` for a .json answer. An error (status 400 or more) in JSON, small, is held whole
+    and gets an `error_code` unless it has one; any other answer passes through as it is sent."""
+
+    def __init__(self, send) -> None:
+        self.send = send
+        self.start: dict | None = None  # the held start of a JSON error
+        self.chunks: list[bytes] = []
+
+    async def __call__(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            if message["status"] >= 400 and is_json(message.get("headers", [])):
+                self.start = message
+                return
+            return await self.send(message)
+        if self.start is None or message["type"] != "http.response.body":
+            return await self.send(message)
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = coded_body(b"".join(self.chunks), self.start["status"])
+        headers = [(k, v) for k, v in self.start.get("headers", []) if bytes(k).lower() != b"content-length"]
+        await self.send({**self.start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+def is_json(headers) -> bool:
+    return any(
+        bytes(name).lower() == b"content-type" and bytes(value).lower().startswith(b"application/json")
+        for name, value in headers
+    )
+
+
+def coded_body(raw: bytes, status: int) -> bytes:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(body, dict) or "error_code" in body:
+        return raw
+    return json.dumps({**body, "error_code": error_code_of(body, status)}).encode()
 
 
 class EmptyCsvCheck:
@@ -375,8 +484,13 @@ def interrupted(datasette, request, exception):
         and request.path.endswith(".json")
     )
     if as_csv or as_json:
-        return error_page(datasette, request, 400, INTERRUPTED, "SQL Interrupted")
+        return interrupted_page(datasette, request)
     return None
+
+
+async def interrupted_page(datasette, request) -> Response:
+    response = await error_page(datasette, request, 400, INTERRUPTED, "SQL Interrupted")
+    return with_error_code(response, QUERY_TIMEOUT)
 
 
 class BufferedBody:

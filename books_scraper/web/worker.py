@@ -37,6 +37,12 @@ from books_scraper.web.served_metadata import (  # noqa: F401 (PLUGINS, PUBLIC_S
 # before has its request read and answered instead of being closed unanswered.
 DRAIN_SECONDS = 0.5
 PR_SET_PDEATHSIG = 1
+# The most of a request line and headers a worker reads before refusing the request (h11's
+# max_incomplete_event_size; its default, 16 KiB, refused a URL over 16 KiB whenever the network
+# delivered it in pieces). A ?sql= at the 32,000-byte limit percent-encoded is under 96 KB, so it
+# always reaches Datasette and gets the limit's own 400. Past this uvicorn answers a bare 400 and
+# closes the connection, a reset if the client is still sending (docs/operations.md, "Limits").
+MAX_REQUEST_HEAD_BYTES = 128 * 1024
 
 
 class NoAggregates(RuntimeError):
@@ -122,6 +128,14 @@ class Server(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+def server_config(app) -> uvicorn.Config:
+    """uvicorn's settings for a worker: h11 named (httptools, if installed, has no such limit)."""
+    return uvicorn.Config(
+        app, lifespan="on", log_level="info", timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        http="h11", h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+    )
+
+
 def die_with_parent(parent: int) -> None:
     """SIGTERM this process when the supervisor dies, even by SIGKILL (Linux), so none is orphaned."""
     try:
@@ -146,9 +160,7 @@ async def serve(args: argparse.Namespace) -> None:
         sys.exit(f"worker: {error}")
     await ds.invoke_startup()
     facts = await publication_facts(ds)  # also opens the database before the first request
-    config = uvicorn.Config(
-        ds.app(), lifespan="on", log_level="info", timeout_graceful_shutdown=GRACEFUL_SECONDS
-    )
+    config = server_config(ds.app())
     listener = socket.socket(fileno=args.fd)
     await Server(config, lambda: report_ready(args.ready_fd, facts)).serve(sockets=[listener])
 
