@@ -79,7 +79,7 @@ class Publication:
         self.stats.set_value(crawlstats.BOOKS_RUN_ID, self.run_id)
         try:
             staging = publish.prepare_staging(self.published)
-            storage.open_books_db(str(staging)).close()  # the schema brought up to date
+            prepare_staging_db(staging)
         except Exception as error:  # disk full, permissions: record it and leave nothing behind
             problem = f"could not stage {self.published}: {error}"
             publish.staging_path(self.published).unlink(missing_ok=True)
@@ -206,6 +206,18 @@ class Publication:
         self.stats.set_value(crawlstats.PUBLISH_STATUS, crawlstats.FAILED)
         self.stats.set_value(crawlstats.PUBLISH_REASON, problem)
         logger.error("Not published, %s left untouched: %s", self.published, problem)
+
+
+def prepare_staging_db(staging: Path) -> None:
+    """The staging copy's schema brought up to date and its full-text index left for publication.
+    Its migrations' transactions are not fsynced one by one: the file is thrown away on failure
+    and made durable whole before the swap (publish.replace_atomically)."""
+    db = Database(staging)
+    try:
+        db.execute("pragma synchronous = off")
+        storage.prepare_staging_db(db)
+    finally:
+        db.close()
 
 
 def no_books_reason(failures: dict[str, int]) -> str:

@@ -155,6 +155,19 @@ def open_books_db(path: str) -> Database:
     return db
 
 
+def prepare_staging_db(db: Database) -> None:
+    """Ready a crawl's staging copy for its writes: the schema brought up to date, and the full-text
+    index (with its triggers) dropped, for ensure_db_shape to build once at publication.
+
+    Kept row by row through its triggers, the index would tokenize every re-crawled book twice
+    (the old text out, the new in): at 100k books that costs more than building it afresh
+    (docs/benchmarks.md, "Where the extra time goes").
+    """
+    migrations.apply(db)
+    if db[BOOKS].detect_fts():
+        db[BOOKS].disable_fts()
+
+
 # The price changes (price_changes query), newest first: a small partial index, whatever the history's size.
 PRICE_CHANGES_INDEX = (
     f"create index if not exists {PRICE_HISTORY}_changes on {PRICE_HISTORY} (observed_at)"
@@ -278,7 +291,8 @@ def _history_rows(db: Database, rows: list[dict[str, Any]], run_id: int | None) 
 def remove_books_except(db: Database, keep: Iterable[int]) -> int:
     """Delete the books (and their price history) whose ids are not in `keep`; return how many.
 
-    FTS rows follow through the triggers ensure_db_shape() installs.
+    FTS rows follow through the triggers ensure_db_shape() installs (a crawl's staging copy has no
+    full-text index until its publication builds it).
     """
     keep_json = json.dumps(sorted(keep))
     not_kept = "select id from books where id not in (select value from json_each(?))"

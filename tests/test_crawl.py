@@ -168,6 +168,19 @@ def test_changed_price_adds_exactly_one_history_row(site, db_path):
     assert db["books"].get(7)["price"] == 99.99
 
 
+def test_a_recrawl_publishes_a_search_index_of_the_new_text(site, db_path):
+    assert crawl(site.url, db_path).returncode == 0
+    renamed, unlisted = site.books[6], site.books[7]
+    renamed.title, renamed.description = "Zanzibar Nights", "A voyage of the quartermaster."
+    build_site(site.root, [book for book in site.books if book is not unlisted])
+    assert crawl(site.url, db_path).returncode == 0
+    db = Database(db_path)
+    assert [r["id"] for r in db["books"].search("zanzibar")] == [renamed.id]
+    assert [r["id"] for r in db["books"].search("quartermaster")] == [renamed.id]
+    assert db.execute("select count(*) from books_fts").fetchone()[0] == db["books"].count == 44
+    assert not list(db["books"].search(f'"{unlisted.title}"'))
+
+
 def test_shrunken_catalogue_is_refused_unless_allowed(tmp_path, site, db_path):
     assert crawl(site.url, db_path).returncode == 0
     before = digest(db_path)

@@ -129,6 +129,24 @@ def test_fts_follows_later_upserts(db):
     assert [r["id"] for r in db["books"].search("moby")] == [1]
 
 
+def test_a_staging_copy_is_written_without_fts_then_publication_indexes_every_book(db):
+    storage.save_books(db, [record(1, title="Moby Dick"), record(2, title="Whale Songs")])
+    storage.ensure_db_shape(db)
+    storage.prepare_staging_db(db)
+    assert db["books"].detect_fts() is None
+    assert not {t.name for t in db["books"].triggers} & {"books_ai", "books_ad", "books_au"}
+    storage.save_books(db, [record(1, title="Billy Budd"), record(3, title="Typee")])
+    storage.remove_books_except(db, [1, 3])
+    storage.ensure_db_shape(db)
+    assert {t.name for t in db["books"].triggers} >= {"books_ai", "books_ad", "books_au"}
+    assert [r["id"] for r in db["books"].search("billy")] == [1]
+    assert [r["id"] for r in db["books"].search("typee")] == [3]
+    assert list(db["books"].search("moby")) == list(db["books"].search("whale")) == []
+    assert db.execute("select count(*) from books_fts").fetchone()[0] == db["books"].count == 2
+    storage.save_books(db, [record(3, title="Omoo")])  # and the published file follows later writes
+    assert [r["id"] for r in db["books"].search("omoo")] == [3]
+
+
 def test_category_from_url():
     assert storage.category_from_url("Travel", "http://x/catalogue/category/books/travel_2/index.html") == {
         "id": 2, "name": "Travel", "slug": "travel", "url": "http://x/catalogue/category/books/travel_2/index.html"
