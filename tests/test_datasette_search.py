@@ -1,0 +1,142 @@
+"""Datasette's search page on the books table: a broad search is served without a count or facets,
+in title order along the publication's partial index, with the same rows (web/search_page.py)."""
+
+from __future__ import annotations
+
+import html
+import re
+import sqlite3
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+import sqlite_utils
+from serving import publication
+from support import query
+
+from books_scraper import aggregates
+from books_scraper.web import search_page
+
+LIMIT = 50  # BROAD_SEARCH_BOOKS in these tests: a crawled catalogue has ~1000 books
+BROAD_WORD = "the"
+MATCHING = "select id from books where id in (select rowid from books_fts where books_fts match ?)"
+
+
+@pytest.fixture
+def ds(published_db, monkeypatch):
+    monkeypatch.setattr(search_page, "BROAD_SEARCH_BOOKS", LIMIT)
+    return publication(published_db.path, published_db.operations_path)
+
+
+def matching(path, term: str) -> list[dict]:
+    return query(path, f"select id, title from books where id in ({MATCHING}) order by title, id", [term])
+
+
+@pytest.fixture
+def narrow_title(published_db) -> str:
+    title = published_db.plain_title()
+    assert 0 < len(matching(published_db.path, every_word(title))) <= LIMIT
+    return title
+
+
+def every_word(text: str) -> str:
+    """The FTS5 query Datasette's escape_fts makes of a search: each word quoted, all of them."""
+    return " ".join(f'"{word}"' for word in text.split())
+
+
+def switches(url: str) -> dict[str, str]:
+    return {k: v for k, v in parse_qsl(urlsplit(url).query) if k in search_page.SWITCHES}
+
+
+async def test_a_broad_search_has_no_count_or_facets_in_json(ds, published_db):
+    assert len(matching(published_db.path, BROAD_WORD)) > LIMIT
+    answer = await ds.client.get(f"/books/books.json?_search={BROAD_WORD}")
+    assert answer.status_code == 200
+    data = answer.json()
+    assert data["filtered_table_rows_count"] is None
+    assert data["facet_results"] == {}
+    assert switches(data["next_url"]) == {"_nocount": search_page.BROAD, "_nofacet": search_page.BROAD}
+
+
+async def test_a_broad_search_page_shows_the_index_count_and_says_why_no_facets(ds, published_db):
+    expected = len(matching(published_db.path, BROAD_WORD))
+    page = await ds.client.get(f"/books/books?_search={BROAD_WORD}")
+    assert page.status_code == 200
+    heading = html.unescape(re.search(r"<h3>(.*?)</h3>", page.text, re.S).group(1))
+    assert " ".join(heading.split()).startswith(f'{expected:,} rows where search matches "{BROAD_WORD}"')
+    assert f"This search matches {expected:,} books" in " ".join(page.text.split())
+    assert 'class="facet-info' not in page.text
+
+
+async def test_the_title_order_hint_changes_the_plan_not_the_rows(ds, published_db):
+    """Every page of a broad search, followed by next links, is the page Datasette gives without
+    the hint (the client's own _nocount and _nofacet leave the request alone)."""
+    paths = {"hinted": f"/books/books.json?_search={BROAD_WORD}&_size=40",
+             "plain": f"/books/books.json?_search={BROAD_WORD}&_size=40&_nocount=1&_nofacet=1"}
+    pages: dict[str, list] = {}
+    for name, path in paths.items():
+        rows = []
+        while path:
+            data = (await ds.client.get(path)).json()
+            rows += [row[data["columns"].index("title")] for row in data["rows"]]
+            path = data["next_url"] and data["next_url"].replace("http://localhost", "")
+        pages[name] = rows
+    assert pages["hinted"] == pages["plain"] == [b["title"] for b in matching(published_db.path, BROAD_WORD)]
+
+
+def test_the_hint_makes_sqlite_walk_the_partial_title_index(published_db):
+    sql = (f"select * from books where id in ({MATCHING}) and {aggregates.SEARCH_ORDER_HINT}"
+           " order by title limit 101")
+    conn = sqlite3.connect(f"file:{published_db.path}?mode=ro", uri=True)
+    try:
+        plan = " | ".join(row[3] for row in conn.execute(f"explain query plan {sql}", [BROAD_WORD]))
+        plain = " | ".join(row[3] for row in conn.execute(f"explain query plan {sql.replace('and ' + aggregates.SEARCH_ORDER_HINT, '')}", [BROAD_WORD]))
+    finally:
+        conn.close()
+    assert f"USING INDEX {aggregates.SEARCH_TITLE_INDEX}" in plan and "TEMP B-TREE" not in plan
+    assert aggregates.SEARCH_TITLE_INDEX not in plain  # no other query can use it
+
+
+async def test_a_narrow_search_is_datasettes_own_page(ds, published_db, narrow_title):
+    expected = len(matching(published_db.path, every_word(narrow_title)))
+    data = (await ds.client.get("/books/books.json", params={"_search": narrow_title})).json()
+    assert data["filtered_table_rows_count"] == expected
+    assert set(data["facet_results"]) == {"category_id", "rating"}
+
+
+async def test_a_broad_search_with_a_filter_is_counted(ds, published_db):
+    category_id = query(published_db.path, "select category_id from books group by 1 order by count(*) desc limit 1")[0]["category_id"]
+    expected = query(published_db.path, f"select count(*) as n from books where category_id = ? and id in ({MATCHING})",
+                     [category_id, BROAD_WORD])[0]["n"]
+    data = (await ds.client.get(f"/books/books.json?_search={BROAD_WORD}&category_id={category_id}")).json()
+    assert data["filtered_table_rows_count"] == expected
+    assert "category_id" in data["facet_results"]
+
+
+@pytest.mark.parametrize("extra,count_shown", [
+    pytest.param("&_nocount=broad-search&_nofacet=broad-search", True, id="marks-from-a-broad-page-are-dropped"),
+    pytest.param("&_nocount=1", False, id="a-clients-own-nocount-is-kept"),
+])
+async def test_each_request_decides_afresh(ds, narrow_title, extra, count_shown):
+    data = (await ds.client.get(f"/books/books.json?_search={narrow_title.replace(' ', '+')}{extra}")).json()
+    assert (data["filtered_table_rows_count"] is not None) == count_shown
+    assert set(data["facet_results"]) == {"category_id", "rating"}
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param('/books/books.json?_search="&_searchmode=raw', id="raw-syntax-error"),
+    pytest.param("/books/books.json?_search=", id="empty-search"),
+    pytest.param("/books/books.json?_search=the&_fts_table=nope", id="unknown-fts-table"),
+])
+async def test_odd_searches_get_datasettes_answer_never_a_500(ds, path):
+    answer = await ds.client.get(path)
+    assert answer.status_code < 500
+
+
+def test_the_index_and_its_statistics_are_built_once(published_copy):
+    db = sqlite_utils.Database(published_copy.path)
+    aggregates.build(db)
+    aggregates.build(db)
+    stats = db.execute("select tbl, idx, stat from sqlite_stat1").fetchall()
+    assert stats == [("books", aggregates.SEARCH_TITLE_INDEX, aggregates.SEARCH_TITLE_STAT)]
+    indexes = [i.name for i in db["books"].indexes]
+    assert indexes.count(aggregates.SEARCH_TITLE_INDEX) == 1
