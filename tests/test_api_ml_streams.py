@@ -49,6 +49,20 @@ def catalogue(published_db, tmp_path_factory) -> tuple[Path, Path]:
     return books, ops
 
 
+@pytest.fixture(scope="module")
+def server(catalogue, tmp_path_factory):
+    """One server on the catalogue for the tests that leave it running (each reads only its own log lines)."""
+    books, ops = catalogue
+    with ServeProcess(books, ops, tmp_path_factory.mktemp("ml-streams-serve") / "serve.log") as server:
+        yield server
+
+
+def log_lines_after(server: ServeProcess, offset: int, text: str) -> list[str]:
+    """The server's log lines holding `text`, written past `offset` bytes (by this test, not an earlier one)."""
+    server.output()  # flushes it
+    return [line for line in server.log.read_bytes()[offset:].decode(errors="replace").splitlines() if text in line]
+
+
 def get(server: ServeProcess, path: str) -> bytes:
     with urllib.request.urlopen(server.url + path.lstrip("/"), timeout=120) as response:
         assert response.status == 200
@@ -66,21 +80,20 @@ def stalled_download(server: ServeProcess, path: str) -> socket.socket:
 
 
 
-def test_the_exports_are_complete_through_the_server(catalogue, tmp_path):
-    books, ops = catalogue
+def test_the_exports_are_complete_through_the_server(catalogue, server):
+    books, _ = catalogue
     ids = [row["id"] for row in query(books, "select id from books order by id")]
-    with ServeProcess(books, ops, tmp_path / "serve.log") as server:
-        rows = list(csv.DictReader(io.StringIO(get(server, "/api/v1/ml/training-data?format=csv").decode())))
-        assert [int(row["id"]) for row in rows] == ids
-        lines = get(server, "/api/v1/ml/training-data?format=ndjson&split=test").decode().splitlines()
-        test_ids = [json.loads(line)["id"] for line in lines]
-        assert test_ids == [r["book_id"] for r in query(books, "select book_id from book_split where fraction < 0.2 order by book_id")]
-        body = json.loads(get(server, "/api/v1/ml/features"))
-        assert [row["id"] for row in body["features"]] == ids and body["total"] == len(ids)
-        assert list(body)[0] == "features" and body["next"] is None and body["offset"] == 0
-        assert list(body["features"][0]) == FEATURE_COLUMNS
-        rows = list(csv.DictReader(io.StringIO(get(server, "/api/v1/ml/features?format=csv").decode())))
-        assert [int(row["id"]) for row in rows] == ids
+    rows = list(csv.DictReader(io.StringIO(get(server, "/api/v1/ml/training-data?format=csv").decode())))
+    assert [int(row["id"]) for row in rows] == ids
+    lines = get(server, "/api/v1/ml/training-data?format=ndjson&split=test").decode().splitlines()
+    test_ids = [json.loads(line)["id"] for line in lines]
+    assert test_ids == [r["book_id"] for r in query(books, "select book_id from book_split where fraction < 0.2 order by book_id")]
+    body = json.loads(get(server, "/api/v1/ml/features"))
+    assert [row["id"] for row in body["features"]] == ids and body["total"] == len(ids)
+    assert list(body)[0] == "features" and body["next"] is None and body["offset"] == 0
+    assert list(body["features"][0]) == FEATURE_COLUMNS
+    rows = list(csv.DictReader(io.StringIO(get(server, "/api/v1/ml/features?format=csv").decode())))
+    assert [int(row["id"]) for row in rows] == ids
 
 
 @pytest.mark.parametrize(
@@ -90,21 +103,17 @@ def test_the_exports_are_complete_through_the_server(catalogue, tmp_path):
         pytest.param("/api/v1/ml/training-data?format=ndjson&split=train&seed=7", id="training-data-ndjson-other-seed"),
     ],
 )
-def test_a_client_that_goes_away_stops_the_stream(catalogue, tmp_path, path):
-    books, ops = catalogue
+def test_a_client_that_goes_away_stops_the_stream(catalogue, server, path):
+    books, _ = catalogue
     total = len(query(books, "select id from books"))
-    with ServeProcess(books, ops, tmp_path / "serve.log") as server:
-        stalled_download(server, path).close()
-
-        def stopped():
-            return [line for line in server.log.read_text().splitlines() if "the client went away" in line]
-
-        lines = wait_until(stopped, why=server.output)
-        assert path.split("?")[0] in lines[0]
-        sent = int(re.search(r"went away after ([0-9]+) rows", lines[0]).group(1))
-        assert sent < total
-        # The server goes on answering.
-        assert json.loads(get(server, "/api/v1/health"))["status"]
+    offset = len(server.log.read_bytes())
+    stalled_download(server, path).close()
+    lines = wait_until(lambda: log_lines_after(server, offset, "the client went away"), why=server.output)
+    assert path.split("?")[0] in lines[0]
+    sent = int(re.search(r"went away after ([0-9]+) rows", lines[0]).group(1))
+    assert sent < total
+    # The server goes on answering.
+    assert json.loads(get(server, "/api/v1/health"))["status"]
 
 
 def test_sigterm_stops_the_server_in_the_middle_of_a_stream(catalogue, tmp_path):
@@ -131,19 +140,19 @@ async def test_a_computed_split_counts_up_to_the_cap(catalogue):
     assert expected > COUNT_CAP and stored["total"] == expected and stored["total_exact"] is True
 
 
-def test_a_dropped_datasette_csv_export_stops_too(catalogue, tmp_path):
+def test_a_dropped_datasette_csv_export_stops_too(catalogue, server):
     """Datasette's own streamed CSV never reads `receive`: web/client_gone.py stops it for it."""
-    books, ops = catalogue
+    books, _ = catalogue
     path = "/books/books.csv?_stream=on"
-    with ServeProcess(books, ops, tmp_path / "serve.log") as server:
-        stalled_download(server, path).close()
+    offset = len(server.log.read_bytes())
+    stalled_download(server, path).close()
 
-        def logged(text):
-            return lambda: [line for line in server.log.read_text().splitlines() if text in line]
+    def logged(text):
+        return lambda: log_lines_after(server, offset, text)
 
-        wait_until(logged("/books/books.csv: the client went away; the CSV stream stopped"), why=server.output)
-        [request] = wait_until(logged("GET /books/books.csv 200"), why=server.output)
-        sent = int(re.search(r" ([0-9]+)B ", request).group(1))
-        whole = get(server, path)
-        assert sent < len(whole) and whole.count(b"\n") > len(query(books, "select id from books"))
-        assert "Traceback" not in server.log.read_text()
+    wait_until(logged("/books/books.csv: the client went away; the CSV stream stopped"), why=server.output)
+    [request] = wait_until(logged("GET /books/books.csv 200"), why=server.output)
+    sent = int(re.search(r" ([0-9]+)B ", request).group(1))
+    whole = get(server, path)
+    assert sent < len(whole) and whole.count(b"\n") > len(query(books, "select id from books"))
+    assert "Traceback" not in server.log.read_text()

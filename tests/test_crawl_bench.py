@@ -56,9 +56,10 @@ def test_crawl_bench_pairs_the_full_crawl_with_the_bare_fetch(open_dir):
     for directory in [site, *site.rglob("*")]:
         if directory.is_dir():
             directory.chmod(0o755)
-    result = bench("crawl_bench.py", "--runs", "2", "--site", str(site), "--concurrency", "4")
+    # One pair: the pairing and every figure are there; the bench's own default (5) gives the medians.
+    result = bench("crawl_bench.py", "--runs", "1", "--site", str(site), "--concurrency", "4")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"served by {SERVER}" in result.stdout
-    assert "27 pages, 2 alternating pairs" in result.stdout  # the root, listing pages 2 and every book
+    assert "27 pages, 1 alternating pairs" in result.stdout  # the root, listing pages 2 and every book
     assert "| full / bare, median of the paired ratios |" in result.stdout
-    assert result.stderr.count("pair ") == 4
+    assert result.stderr.count("pair ") == 2
