@@ -168,3 +168,10 @@ def test_past_the_head_limit_uvicorn_refuses_with_a_bare_400_and_closes(server):
     assert b"Connection: close" in answer
     # and the worker goes on serving
     assert status_and_body(exchange(server.port, b"/-/versions.json"))[0] == b"HTTP/1.1 200 OK"
+
+
+async def test_a_head_of_a_json_error_says_the_length_of_its_get(ds):
+    get = await ds.client.get("/books/no_such_table.json")
+    head = await ds.client.request("HEAD", "/books/no_such_table.json")
+    assert head.status_code == 404 and head.content == b""
+    assert head.headers.get("content-length") in (None, str(len(get.content)))

@@ -412,9 +412,13 @@ class ErrorCodes:
         self.chunks.append(message.get("body", b""))
         if message.get("more_body", False):
             return
-        body = coded_body(b"".join(self.chunks), self.start["status"])
-        headers = [(k, v) for k, v in self.start.get("headers", []) if bytes(k).lower() != b"content-length"]
-        await self.send({**self.start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        raw = b"".join(self.chunks)
+        body = coded_body(raw, self.start["status"])
+        start = self.start
+        if body != raw:  # (a HEAD's empty body is left as it was, with its headers)
+            headers = [(k, v) for k, v in start.get("headers", []) if bytes(k).lower() != b"content-length"]
+            start = {**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        await self.send(start)
         await self.send({"type": "http.response.body", "body": body})
 
 
