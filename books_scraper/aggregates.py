@@ -12,11 +12,12 @@ every request or at every server start.
   identity Datasette uses as the ETag of the database download).
 - `table_counts`: every table's row count, written last, so Datasette never counts at startup.
 
-And one index with the statistics SQLite's planner reads for it (`sqlite_stat1`): the titles of the
-books, for a search matching a large share of them (web/search_page.py). Only a query carrying the
-always-true SEARCH_ORDER_HINT can use that partial index; its fixed statistics tell the planner a walk
-along it reads about a page of rows, so it walks the titles in order and stops after a page instead
-of reading and sorting every match. A full `ANALYZE` would replace them with the true ones.
+And, for a search matching a large share of the books (web/search_page.py), one partial index per
+column and direction that search can be sorted by cheaply (SEARCH_ORDERS), each with the statistics SQLite's
+planner reads for it (`sqlite_stat1`). Only a query carrying the index's always-true condition
+(`search_order_hint`: the column is NOT NULL) can use it; its fixed statistics tell the planner a
+walk along it reads about a page of rows, so it walks the column in order and stops after a page
+instead of reading and sorting every match. A full `ANALYZE` would replace them with the true ones.
 
 `build(db)` (re)builds them all in one transaction; `storage.ensure_db_shape(db)` calls it last.
 """
@@ -41,10 +42,11 @@ AGGREGATE_TABLES = (CATEGORY_FIGURES, RATING_FIGURES, PRICE_BINS, BOOK_SPLIT, PU
 # Raised when a table above changes shape or meaning: the server rebuilds older files (serve.py).
 AGGREGATES_VERSION = 1
 DEFAULT_SPLIT_SEED = 42
-SEARCH_TITLE_COLUMN = "title"
-SEARCH_ORDER_HINT = "title >= ''"  # true of every title (text, not null): the partial index's condition
-SEARCH_TITLE_INDEX = "idx_books_title_searched"
-SEARCH_TITLE_STAT = "100 1"  # sqlite_stat1: ~100 entries read, ~1 per title
+# NOT NULL columns of books and the one direction each index serves: walked forward, an index gives
+# ties in id order, as Datasette's next pages ask (order by <column> [desc], id); walked backward it
+# would not, and a page's ties would be lost.
+SEARCH_ORDERS = {"title": "asc", "price": "asc", "rating": "desc"}
+SEARCH_ORDER_STAT = "100 1"  # sqlite_stat1: a walk reads ~100 entries, ~1 per value
 PRICE_BIN_GBP = 5
 
 SCHEMA = f"""
@@ -174,13 +176,26 @@ def _update_book_split(db: Database) -> None:
     )
 
 
+def search_order_index(column: str) -> str:
+    return f"idx_books_{column}_searched"
+
+
+def search_order_hint(column: str) -> str:
+    """True of every book (the column is NOT NULL): the condition of the column's partial index."""
+    return f"{column} is not null"
+
+
 def _index_search_order(db: Database) -> None:
-    db.execute(
-        f"create index if not exists {SEARCH_TITLE_INDEX} on books ({SEARCH_TITLE_COLUMN}) where {SEARCH_ORDER_HINT}"
-    )
     db.execute("analyze sqlite_schema")  # creates sqlite_stat1 (empty) if it is not there yet
-    db.execute("delete from sqlite_stat1 where idx = ?", [SEARCH_TITLE_INDEX])
-    db.execute("insert into sqlite_stat1 (tbl, idx, stat) values ('books', ?, ?)", [SEARCH_TITLE_INDEX, SEARCH_TITLE_STAT])
+    for column, direction in SEARCH_ORDERS.items():
+        index = search_order_index(column)
+        sql = f"create index {index} on books ({column} {direction}) where {search_order_hint(column)}"
+        existing = db.execute("select sql from sqlite_master where type = 'index' and name = ?", [index]).fetchone()
+        if existing is None or existing[0] != sql:
+            db.execute(f"drop index if exists {index}")  # another definition, from an earlier version
+            db.execute(sql)
+        db.execute("delete from sqlite_stat1 where idx = ?", [index])
+        db.execute("insert into sqlite_stat1 (tbl, idx, stat) values ('books', ?, ?)", [index, SEARCH_ORDER_STAT])
 
 
 def _fractions(book_ids: Iterable[int]) -> Iterator[tuple[int, float]]:

@@ -63,37 +63,49 @@ async def test_a_broad_search_page_shows_the_index_count_and_says_why_no_facets(
     assert page.status_code == 200
     heading = html.unescape(re.search(r"<h3>(.*?)</h3>", page.text, re.S).group(1))
     assert " ".join(heading.split()).startswith(f'{expected:,} rows where search matches "{BROAD_WORD}"')
-    assert f"This search matches {expected:,} books" in " ".join(page.text.split())
+    assert f"This search matches {expected:,} books, more than the {LIMIT:,}" in " ".join(page.text.split())
     assert 'class="facet-info' not in page.text
 
 
-async def test_the_title_order_hint_changes_the_plan_not_the_rows(ds, published_db):
-    """Every page of a broad search, followed by next links, is the page Datasette gives without
-    the hint (the client's own _nocount and _nofacet leave the request alone)."""
-    paths = {"hinted": f"/books/books.json?_search={BROAD_WORD}&_size=40",
-             "plain": f"/books/books.json?_search={BROAD_WORD}&_size=40&_nocount=1&_nofacet=1"}
+@pytest.mark.parametrize("sort,column", [
+    pytest.param("", "title", id="by-title-the-tables-order"),
+    pytest.param("&_sort=price", "price", id="by-price"),
+    pytest.param("&_sort_desc=rating", "rating", id="by-rating-best-first"),
+    pytest.param("&_sort_desc=price", "price", id="by-price-descending-not-hinted"),
+])
+async def test_the_order_hint_changes_the_plan_not_the_rows(ds, published_db, sort, column):
+    """Every page of a broad search, followed by next links, in the order Datasette gives without
+    the hint (the client's own _nocount and _nofacet leave the request alone); every match once."""
+    paths = {"hinted": f"/books/books.json?_search={BROAD_WORD}&_size=40{sort}",
+             "plain": f"/books/books.json?_search={BROAD_WORD}&_size=40{sort}&_nocount=1&_nofacet=1"}
     pages: dict[str, list] = {}
     for name, path in paths.items():
         rows = []
         while path:
             data = (await ds.client.get(path)).json()
-            rows += [row[data["columns"].index("title")] for row in data["rows"]]
+            rows += [(row[data["columns"].index(column)], row[0]) for row in data["rows"]]
             path = data["next_url"] and data["next_url"].replace("http://localhost", "")
         pages[name] = rows
-    assert pages["hinted"] == pages["plain"] == [b["title"] for b in matching(published_db.path, BROAD_WORD)]
+    assert [value for value, _ in pages["hinted"]] == [value for value, _ in pages["plain"]]
+    assert sorted(book_id for _, book_id in pages["hinted"]) == sorted(b["id"] for b in matching(published_db.path, BROAD_WORD))
 
 
-def test_the_hint_makes_sqlite_walk_the_partial_title_index(published_db):
-    sql = (f"select * from books where id in ({MATCHING}) and {aggregates.SEARCH_ORDER_HINT}"
-           " order by title limit 101")
-    conn = sqlite3.connect(f"file:{published_db.path}?mode=ro", uri=True)
+def plan(path, sql: str) -> str:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        plan = " | ".join(row[3] for row in conn.execute(f"explain query plan {sql}", [BROAD_WORD]))
-        plain = " | ".join(row[3] for row in conn.execute(f"explain query plan {sql.replace('and ' + aggregates.SEARCH_ORDER_HINT, '')}", [BROAD_WORD]))
+        return " | ".join(row[3] for row in conn.execute(f"explain query plan {sql}", [BROAD_WORD]))
     finally:
         conn.close()
-    assert f"USING INDEX {aggregates.SEARCH_TITLE_INDEX}" in plan and "TEMP B-TREE" not in plan
-    assert aggregates.SEARCH_TITLE_INDEX not in plain  # no other query can use it
+
+
+@pytest.mark.parametrize("column,direction", aggregates.SEARCH_ORDERS.items())
+def test_the_hint_makes_sqlite_walk_the_partial_index(published_db, column, direction):
+    sql = f"select * from books where id in ({MATCHING}){{}} order by {column} {direction}, id limit 101"
+    hinted = plan(published_db.path, sql.format(f" and {aggregates.search_order_hint(column)}"))
+    plain = plan(published_db.path, sql.format(""))
+    index = aggregates.search_order_index(column)
+    assert f"USING INDEX {index}" in hinted and "TEMP B-TREE" not in hinted
+    assert index not in plain  # no query without the hint can use it
 
 
 async def test_a_narrow_search_is_datasettes_own_page(ds, published_db, narrow_title):
@@ -136,7 +148,18 @@ def test_the_index_and_its_statistics_are_built_once(published_copy):
     db = sqlite_utils.Database(published_copy.path)
     aggregates.build(db)
     aggregates.build(db)
-    stats = db.execute("select tbl, idx, stat from sqlite_stat1").fetchall()
-    assert stats == [("books", aggregates.SEARCH_TITLE_INDEX, aggregates.SEARCH_TITLE_STAT)]
+    stats = db.execute("select tbl, idx, stat from sqlite_stat1 order by idx").fetchall()
+    names = sorted(aggregates.search_order_index(column) for column in aggregates.SEARCH_ORDERS)
+    assert stats == [("books", name, aggregates.SEARCH_ORDER_STAT) for name in names]
     indexes = [i.name for i in db["books"].indexes]
-    assert indexes.count(aggregates.SEARCH_TITLE_INDEX) == 1
+    assert all(indexes.count(name) == 1 for name in names)
+
+
+def test_an_index_of_another_definition_is_replaced(published_copy):
+    db = sqlite_utils.Database(published_copy.path)
+    index = aggregates.search_order_index("title")
+    db.execute(f"drop index {index}")
+    db.execute(f"create index {index} on books (title) where title >= ''")
+    aggregates.build(db)
+    [sql] = [row[0] for row in db.execute("select sql from sqlite_master where name = ?", [index])]
+    assert sql.endswith(f"where {aggregates.search_order_hint('title')}")

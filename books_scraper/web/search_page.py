@@ -10,10 +10,11 @@ So a search on its own (no column filter) that the index says matches more than 
   marked with the value BROAD so the page's links carry the mark, and each request decides afresh;
   the HTML page shows the index's count instead (templates/table.html) and says why facets are left
   out. A search matching fewer books, or combined with a filter, is Datasette's page unchanged.
-- sorted by title, gets SEARCH_ORDER_HINT, a clause that is always true: it lets SQLite walk the
-  partial title index the publication built (aggregates.SEARCH_TITLE_INDEX) in order and stop after
-  a page, instead of reading and sorting every match. A narrow search does not get it: walking the
-  titles until a page of rare matches turns up would read the whole index.
+- sorted by title (the table's order), price or rating, best first, gets a clause that is always
+  true (the column is not null): it lets SQLite walk the partial index the publication built for
+  that order (aggregates.SEARCH_ORDERS) in order and stop after a page, instead of reading and sorting
+  every match. A narrow search does not get it: walking the column until a page of rare matches
+  turns up would read the whole index. (Sorted by id, SQLite reads the matches in id order anyway.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from datasette.filters import FilterArguments
 
-from books_scraper.aggregates import SEARCH_ORDER_HINT, SEARCH_TITLE_COLUMN
+from books_scraper.aggregates import SEARCH_ORDERS, search_order_hint
 from books_scraper.web.datasette_internals import QueryInterrupted
 from books_scraper.web.served_metadata import BOOKS_DATABASE
 
@@ -125,21 +126,23 @@ def is_broad(request) -> bool:
     return request is not None and all(request.args.get(switch) == BROAD for switch in SWITCHES)
 
 
-def sorted_by_title(datasette, request) -> bool:
+def sort_order(datasette, request) -> tuple[str | None, str]:
+    """The column the page is sorted by and its direction (asked for, or the table's default)."""
     sort, sort_desc = request.args.get("_sort"), request.args.get("_sort_desc")
     if not sort and not sort_desc:
         sort = datasette.metadata("sort", database=BOOKS_DATABASE, table=TABLE)
         sort_desc = datasette.metadata("sort_desc", database=BOOKS_DATABASE, table=TABLE)
-    return SEARCH_TITLE_COLUMN in (sort, sort_desc)
+    return (sort, "asc") if sort else (sort_desc, "desc")
 
 
 def search_order(request, database: str, table: str, datasette) -> FilterArguments | None:
-    """filters_from_request: the title-order hint, for a broad search sorted by title."""
+    """filters_from_request: the order hint, for a broad search sorted by a column that has one."""
     if database != BOOKS_DATABASE or table != TABLE or not is_broad(request):
         return None
-    if not sorted_by_title(datasette, request):
+    column, direction = sort_order(datasette, request)
+    if SEARCH_ORDERS.get(column) != direction:
         return None
-    return FilterArguments([SEARCH_ORDER_HINT])
+    return FilterArguments([search_order_hint(column)])
 
 
 def broad_search_vars(template: str, database: str | None, table: str | None, request, datasette):
