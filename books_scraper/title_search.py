@@ -62,6 +62,7 @@ class TitleMatch:
     matching_ids: str  # `select id ...`: every matching book id, ascending (to drive a query)
     test: str  # a condition on one book row: does its id match (to filter a scan)
     params: dict
+    ids_in_order: bool = True  # matching_ids reads one index or table in id order (not a union of two)
 
 
 def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
@@ -89,6 +90,7 @@ def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
             f" select id from {FOLDED_TITLES} where length(title) < {TRIGRAM} and instr(title, :title_folded)",
             test,
             {"title_folded": folded},
+            ids_in_order=False,
         )
     return TitleMatch(
         f"select id from {FOLDED_TITLES} where instr(title, :title_folded) > 0", test, {"title_folded": folded}

@@ -304,10 +304,17 @@ def sql_order(sort: str) -> str:
 
 
 IN_E_CATEGORY = "b.category_id in (select id from categories where instr(lower(name), 'e'))"
+WITH_THE = "b.id in (select rowid from books_fts where books_fts match 'the')"
 # Lists in every order, in pages of 97 (pages end inside runs of equal prices, ratings and titles).
 KEYSET_LISTS = [
     *(pytest.param(f"/api/v1/books?sort={sort}", "", sort, id=f"books-by-{sort}") for sort in SORT_CHOICES),
     pytest.param("/api/v1/books?min_rating=3&sort=-price", "b.rating >= 3", "-price", id="books-rated-3-up-by-price"),
+    pytest.param("/api/v1/books?min_rating=3&max_price=40&sort=-title", "b.rating >= 3 and b.price <= 40", "-title",
+                 id="books-rated-3-up-to-40-by-title"),
+    *(pytest.param(f"/api/v1/books?q=the&sort={sort}", WITH_THE, sort, id=f"books-full-text-by-{sort}")
+      for sort in ("id", "-id", "price")),
+    pytest.param("/api/v1/books?q=the&min_rating=2&sort=-rating", f"{WITH_THE} and b.rating >= 2", "-rating",
+                 id="books-full-text-rated-2-up-by-rating"),
     pytest.param("/api/v1/books/price-range?min=20&max=40", "b.price between 20 and 40", "price", id="price-range"),
     pytest.param("/api/v1/books/price-range?min=20&sort=-title", "b.price >= 20", "-title", id="price-range-by-title"),
     pytest.param("/api/v1/books/top-rated?", "", "-rating", id="top-rated"),
@@ -409,6 +416,77 @@ async def test_totals_without_other_filters_come_from_the_category_figures(api, 
     page = await get_json(api, f"/api/v1/books/search?category={fragment_}&limit=1")
     assert (page["total"], page["total_exact"]) == (like, True)
     assert books.total_query(books.BookFilters(category="x"))[0] == books.CATEGORY_TOTALS["category"]
+
+
+@pytest.mark.parametrize("cap", PLANS)
+async def test_a_category_and_a_lowest_rating_count_from_the_rating_figures(api, published_db, monkeypatch, cap):
+    """Equal to counting the books (capped the same way); the pages hold exactly those books, in order."""
+    if cap is not None:
+        monkeypatch.setattr(books, "COUNT_CAP", cap)
+        monkeypatch.setattr(books, "CATEGORY_GATHER_MAX", cap)
+    category = query(
+        published_db.path, "select c.name, c.slug from categories c join books b on b.category_id = c.id"
+        " group by c.id order by count(*) desc, c.id limit 1",
+    )[0]
+    where = "b.category_id = (select id from categories where slug = :slug) and b.rating >= :rating"
+    for rating in (0, 3, 5):
+        path = f"/api/v1/books?category={category['name'].upper()}&min_rating={rating}&sort=-price&limit=7"
+        expected = query(published_db.path, f"select b.id from books b where {where} {sql_order('-price')}",
+                         {"slug": category["slug"], "rating": rating})
+        page = await get_json(api, path)
+        exact = cap is None or len(expected) <= cap
+        assert (page["total"], page["total_exact"]) == (len(expected) if exact else cap, exact), rating
+        assert [b["id"] for b in await follow(api, path)] == [r["id"] for r in expected], rating
+    everywhere = value(published_db.path, "select count(*) from books where rating >= 3")
+    page = await get_json(api, "/api/v1/books?min_rating=3&limit=1")
+    assert (page["total"], page["total_exact"]) == ((everywhere, True) if cap is None else (cap, False))
+    assert books.total_query(books.BookFilters(category="x", min_rating=3))[0] == books.RATED_TOTALS["category"]
+
+
+# The three ways a full-text filter meets the others (books.meeting_plan), each forced in turn.
+MEETINGS = [pytest.param(plan, id=plan) for plan in (books.MATCHES_SET, books.OTHERS_SET, books.STREAM)]
+
+
+@pytest.mark.parametrize("cap", PLANS)
+@pytest.mark.parametrize("meeting", MEETINGS)
+async def test_full_text_with_other_filters_is_the_same_whichever_side_is_built(
+    api, published_db, monkeypatch, meeting, cap
+):
+    if cap is not None:
+        monkeypatch.setattr(books, "COUNT_CAP", cap)
+    monkeypatch.setattr(books, "meeting_plan", lambda *sizes: meeting)
+    category = query(published_db.path, "select c.name from categories c join books b on b.category_id = c.id"
+                     " group by c.id order by count(*) desc, c.id limit 1")[0]["name"]
+    cases = [
+        ("min_rating=2&sort=-price", "b.rating >= 2", "-price"),
+        ("max_price=40&in_stock=true&sort=title", "b.price <= 40 and b.in_stock = 1", "title"),
+        (f"category={category}&sort=id", "b.category_id = (select id from categories where name = :category)", "id"),
+    ]
+    for filters, where, sort in cases:
+        expected = [r["id"] for r in query(published_db.path, f"select b.id from books b where {WITH_THE} and {where}"
+                                           f" {sql_order(sort)}", {"category": category})]
+        page = await get_json(api, f"/api/v1/books?q=the&{filters}&limit=7")
+        exact = cap is None or len(expected) <= cap
+        assert (page["total"], page["total_exact"]) == (len(expected) if exact else cap, exact), filters
+        assert [b["id"] for b in await follow(api, f"/api/v1/books?q=the&{filters}&limit=7")] == expected, filters
+        assert len(expected) > 7, filters
+
+
+@pytest.mark.parametrize(
+    "matches,others,books_in_all,plan",
+    [
+        pytest.param(50, 20, None, books.OTHERS_SET, id="the-others-pass-fewer-books-their-set"),
+        pytest.param(20, 50, None, books.MATCHES_SET, id="fewer-matches-their-set"),
+        pytest.param(20, 10**6, 10**6, books.MATCHES_SET, id="few-matches-their-set-whatever-the-others"),
+        pytest.param(books.COUNT_CAP + 1, books.COUNT_CAP + 1, None, books.MATCHES_SET,
+                     id="both-large-others-of-unknown-density-the-matches-set"),
+        pytest.param(books.COUNT_CAP + 1, 300_000, 10**6, books.STREAM, id="both-large-others-dense-streamed"),
+        pytest.param(books.COUNT_CAP + 1, 100_000, 10**6, books.MATCHES_SET,
+                     id="both-large-others-sparse-the-matches-set"),
+    ],
+)
+def test_the_smaller_side_of_a_full_text_filter_and_others_is_built(matches, others, books_in_all, plan):
+    assert books.meeting_plan(matches, others, books_in_all) == plan
 
 
 async def test_a_filtered_total_stops_at_the_cap_and_says_so(api, published_db, monkeypatch):

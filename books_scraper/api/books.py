@@ -36,6 +36,8 @@ def book_select(books: str = "books b") -> str:
 BOOK_SELECT = book_select()
 # The index each sort walks (storage.BOOK_INDEXES, as sqlite-utils names them); the id is the rowid.
 SORT_INDEXES = {"price": "idx_books_price", "rating": "idx_books_rating", "title": "idx_books_title"}
+# Every filtered and sorted column by id: a book found by id is tested without reading its wide row.
+NARROW_INDEX = "idx_books_id_category_id_rating_price_in_stock_title"
 # A list filtered by category alone sorts its books up to this many (the count is the category's
 # figure), read from the category index: a walk of the price or title index could pass many books of
 # other categories first.
@@ -46,13 +48,23 @@ WEAK_COLUMNS = {"rating", "in_stock"}
 CATEGORY_COUNTS_SELECT = (
     "select category_id as id, name, slug, url, books as book_count from category_figures order by name"
 )
-# Totals without counting books: the per-category figures (categories match as the filters do).
+# The categories a filter names: exact name or slug, or part of the name, in any case (Unicode case
+# folding), tested on categories and on the figures computed at publication alike (both have the names).
+CATEGORY_MATCHES = {
+    "category": "casefold(name) = casefold(:category) or casefold(slug) = casefold(:category)",
+    "category_like": "casefold(name) like casefold(:category_like) escape '\\'",
+}
+# Totals without counting books: the per-category figures (categories match as the filters do) ...
 CATEGORY_TOTALS = {
-    "category": "select coalesce(sum(books), 0) from category_figures"
-    " where casefold(name) = casefold(:category) or casefold(slug) = casefold(:category)",
-    "category_like": "select coalesce(sum(books), 0) from category_figures"
-    " where casefold(name) like casefold(:category_like) escape '\\'",
+    **{key: f"select coalesce(sum(books), 0) from category_figures where {match}"
+       for key, match in CATEGORY_MATCHES.items()},
     None: "select coalesce(sum(books), 0) from category_figures",
+}
+# ... and, with a lowest rating, the (category, rating) figures.
+RATED_TOTALS = {
+    **{key: "select coalesce(sum(books), 0) from rating_figures where rating >= :min_rating and category_id in"
+       f" (select category_id from category_figures where {match})" for key, match in CATEGORY_MATCHES.items()},
+    None: "select coalesce(sum(books), 0) from rating_figures where rating >= :min_rating",
 }
 
 
@@ -64,10 +76,8 @@ COMPARISONS = {
     "in_stock": ("in_stock", "{plus}b.in_stock = :in_stock"),
 }
 CATEGORY_TESTS = {
-    "category": "{plus}b.category_id in (select id from categories"
-    " where casefold(name) = casefold(:category) or casefold(slug) = casefold(:category))",
-    "category_like": "{plus}b.category_id in (select id from categories"
-    " where casefold(name) like casefold(:category_like) escape '\\')",
+    key: f"{{plus}}b.category_id in (select id from categories where {match})"
+    for key, match in CATEGORY_MATCHES.items()
 }
 
 
@@ -78,6 +88,7 @@ class Condition:
     test: str  # `{plus}` marks where SQLite may be told not to use the column's index (a unary +)
     column: str | None = None  # the books column it compares, if one
     matching_ids: str | None = None  # a full-text filter's `select id` of every match, ascending
+    ids_in_order: bool = False  # matching_ids reads one index in id order: a page by id is its first rows
 
     def sql(self, use_index: bool = True) -> str:
         return self.test.replace("{plus}", "" if use_index else "+")
@@ -107,7 +118,7 @@ def where_clause(filters: BookFilters) -> tuple[list[Condition], dict]:
         params["category_like"] = like_pattern(filters.category_like)
     if filters.title_like is not None:
         title = title_match(filters.title_like)
-        conditions.append(Condition(title.test, matching_ids=title.matching_ids))
+        conditions.append(Condition(title.test, matching_ids=title.matching_ids, ids_in_order=title.ids_in_order))
         params.update(title.params)
     for name, (column, test) in COMPARISONS.items():
         value = getattr(filters, name)
@@ -118,6 +129,7 @@ def where_clause(filters: BookFilters) -> tuple[list[Condition], dict]:
         conditions.append(Condition(
             "exists (select 1 from books_fts where rowid = b.id and books_fts match :q)",
             matching_ids="select rowid as id from books_fts where books_fts match :q",
+            ids_in_order=True,
         ))
         params["q"] = filters.q
     return conditions, params
@@ -130,25 +142,88 @@ def keyset_of(sort: str) -> Keyset:
     return Keyset(sort, column, None if column is None else name, descending=sort.startswith("-"))
 
 
-def matching_ids_sql(conditions: list[Condition]) -> str:
+# How a full-text filter meets the other filters (meeting_plan picks): a set of its matches that an
+# index of the others is walked past; a set of the books the others pass, its matches streamed past
+# it; or, both sides large, its matches streamed and each book tested (stops at COUNT_CAP + 1).
+MATCHES_SET, OTHERS_SET, STREAM = "matches-set", "others-set", "stream"
+
+
+def matching_ids_sql(conditions: list[Condition], sort_column: str | None = None, plan: str = MATCHES_SET) -> str:
     """The ids of the books that pass every condition, at most COUNT_CAP + 1 of them, found the
-    cheap way. A full-text filter alone: its index's matches, streamed. Else by an index of the
-    other filters (not a weak one's when another filter has one), each book tested there and, for a
-    full-text filter, looked up in its matches (read once): a cost bounded by the two index ranges,
-    where streaming the matches would read one book per match."""
+    cheap way, each with its `sort_column` if one is named (read from the index that finds them when
+    it holds the column, else from the book). A full-text filter alone: its index's matches,
+    streamed. Else by an index of the other filters (not a weak one's when another filter has one),
+    each book tested there; a full-text filter meets them by `plan`: only the smaller side is built
+    as a set (the larger read once, streamed), and when both are large a dense intersection is found
+    by streaming the matches, which stops at the cap."""
     driver = next((c for c in conditions if c.matching_ids), None)
+    limit = f" limit {COUNT_CAP + 1}"
+    sort_value = f", b.{sort_column} as {sort_column}" if sort_column else ""
     if driver is not None and len(conditions) == 1:  # the index's matches alone: no book to read
-        return f"select id from ({driver.matching_ids}) limit {COUNT_CAP + 1}"
+        if sort_column is None:
+            return f"select id from ({driver.matching_ids}){limit}"
+        return f"select b.id as id{sort_value} from books b where b.id in ({driver.matching_ids}){limit}"
     others = [c for c in conditions if c is not driver]
     strong = any(c.column not in WEAK_COLUMNS for c in others)
     tests = [c.sql(use_index=not (strong and c.column in WEAK_COLUMNS)) for c in others]
-    if driver is not None:
-        tests.append(f"+b.id in ({driver.matching_ids})")  # +: a set to look in, not ids to visit
-    return f"select b.id as id from books b{_where(tests)} limit {COUNT_CAP + 1}"
+    if driver is None or plan == MATCHES_SET:
+        if driver is not None:
+            tests.append(f"+b.id in ({driver.matching_ids})")  # +: a set to look in, not ids to visit
+        return f"select b.id as id{sort_value} from books b{_where(tests)}{limit}"
+    if plan == STREAM:  # each match's narrow index entry read by its id (cross join: the matches drive)
+        tests = [c.sql(use_index=False) for c in others]
+        return f"select b.id as id{sort_value} from ({driver.matching_ids}) d" \
+            f" cross join books b indexed by {NARROW_INDEX} on b.id = d.id" \
+            f"{_where(tests)}{limit}"
+    ids = f"select id from ({driver.matching_ids}) where +id in (select b.id from books b{_where(tests)}){limit}"
+    return f"select b.id as id{sort_value} from books b where b.id in ({ids})" if sort_column else ids
+
+
+def sides_sql(filters: BookFilters) -> tuple[str, str, str | None, dict] | None:
+    """When a full-text filter meets others: (SQL counting its matches, SQL counting the books the
+    others pass, SQL of every book's count or None, params). Counts stop at COUNT_CAP + 1 (cheap
+    either way), except from the figures computed at publication: categories and a lowest rating
+    are counted exactly there, with the catalogue's size (STREAMABLE_BOOKS), which tells a dense
+    intersection (meeting_plan)."""
+    conditions, params = where_clause(filters)
+    driver = next((c for c in conditions if c.matching_ids), None)
+    if driver is None or len(conditions) == 1:
+        return None
+    matches = f"select count(*) from ({matching_ids_sql([driver])})"
+    others = replace(filters, q=None, title_like=None)
+    if only_figures(others):
+        return matches, total_query(others)[0], STREAMABLE_BOOKS, params
+    others_sql = matching_ids_sql([c for c in conditions if c is not driver])
+    return matches, f"select count(*) from ({others_sql})", None, params
+
+
+# The catalogue's size, or NULL in a file published before NARROW_INDEX (which a stream reads).
+STREAMABLE_BOOKS = (
+    f"select case when exists (select 1 from sqlite_master where type = 'index' and name = '{NARROW_INDEX}')"
+    " then (select coalesce(sum(books), 0) from category_figures) end"
+)
+# Both sides larger than COUNT_CAP: the matches are streamed when at least this share of the books
+# pass the others (the count then stops after at most COUNT_CAP / share matches read).
+STREAM_SHARE = 0.25
+
+
+def meeting_plan(matches: int, others: int, books: int | None) -> str:
+    """The plan for sides of these sizes (the matches counted up to COUNT_CAP + 1): a set of the
+    smaller side; both large, the matches streamed if the others are known to pass many books."""
+    if others <= COUNT_CAP and others <= matches:
+        return OTHERS_SET
+    if matches <= COUNT_CAP:
+        return MATCHES_SET
+    return STREAM if books and others >= STREAM_SHARE * books else MATCHES_SET
 
 
 def only_categories(filters: BookFilters) -> bool:
     return replace(filters, category=None, category_like=None) == BookFilters()
+
+
+def only_figures(filters: BookFilters) -> bool:
+    """Whether the figures computed at publication count the matches: categories and a lowest rating."""
+    return only_categories(replace(filters, min_rating=None))
 
 
 def is_many(filters: BookFilters, keyset: Keyset, total: int, exact: bool) -> bool:
@@ -160,29 +235,36 @@ def is_many(filters: BookFilters, keyset: Keyset, total: int, exact: bool) -> bo
     return not exact or total > COUNT_CAP
 
 
-def total_query(filters: BookFilters) -> tuple[str, dict, bool]:
-    """(SQL of the total, params, whether it is exact): a category figure when only categories
-    filter, else a count of the matching ids, which stops at COUNT_CAP + 1 (then not exact)."""
+def total_query(filters: BookFilters, plan: str = MATCHES_SET) -> tuple[str, dict, bool]:
+    """(SQL of the total, params, whether it is exact): a sum of the figures when only categories and
+    a lowest rating filter, else a count of the matching ids, which stops at COUNT_CAP + 1 (then not
+    exact). A sum of the rating figures is exact too but capped the same way (said not exact), so a
+    total past COUNT_CAP means one thing whichever way it was found."""
     conditions, params = where_clause(filters)
-    if only_categories(filters):
+    if only_figures(filters):
         key = "category" if filters.category is not None else "category_like" if filters.category_like else None
-        return CATEGORY_TOTALS[key], params, True
-    return f"select count(*) from ({matching_ids_sql(conditions)})", params, False
+        if filters.min_rating is None:
+            return CATEGORY_TOTALS[key], params, True
+        return RATED_TOTALS[key], params, False
+    return f"select count(*) from ({matching_ids_sql(conditions, plan=plan)})", params, False
 
 
-def list_query(filters: BookFilters, keyset: Keyset, page, many: bool) -> tuple[str, dict]:
+def list_query(filters: BookFilters, keyset: Keyset, page, many: bool, plan: str = MATCHES_SET) -> tuple[str, dict]:
     """(page SQL, params) for a filtered, sorted page of books (limit + 1 rows).
 
-    Few matches: the page is cut from the matching ids, sorted. Many (`many`): the sort's index is
-    walked and each row tested, which stops after limit + 1 matches (when at least COUNT_CAP books of
-    the catalogue match, a short walk). Either way only ids and sort values are sorted and walked;
-    the page's rows are read last, limit + 1 of them."""
+    Few matches: the page is cut from the matching ids and their sort values, sorted. Many (`many`):
+    the sort's index is walked and each row tested, which stops after limit + 1 matches (when at
+    least COUNT_CAP books of the catalogue match, a short walk). A full-text filter alone, by id: the
+    first of its matches (its index holds them in id order). Either way only ids and sort values are
+    sorted and walked; the page's rows are read last, limit + 1 of them."""
     conditions, params = where_clause(filters)
     column = keyset.name
-    if conditions and not many and only_categories(filters):
+    if len(conditions) == 1 and conditions[0].ids_in_order and column is None:
+        source, tests = f"({conditions[0].matching_ids}) b", []
+    elif conditions and not many and only_categories(filters):
         source, tests = "books b", [c.sql() for c in conditions]  # the category index: the only one
     elif conditions and not many:
-        source, tests = "books b", [f"b.id in ({matching_ids_sql(conditions)})"]
+        source, tests = f"({matching_ids_sql(conditions, column, plan)}) b", []
     else:
         hint = f"indexed by {SORT_INDEXES[column]}" if column else "not indexed"  # not indexed: rowid order
         source, tests = f"books b {hint}", [c.sql(use_index=c.column == column) for c in conditions]
@@ -276,13 +358,17 @@ async def _book_page(request, datasette, path: str, filters: BookFilters, args: 
     page = page_of(args, path)
     keyset = keyset_of(args["sort"])
     db = books_database(datasette)
-    total_sql, total_params, exact = total_query(filters)
+    plan, sides = MATCHES_SET, sides_sql(filters)
+    if sides is not None:
+        *counts, params = sides
+        plan = meeting_plan(*[sql and (await db.execute(sql, params)).single_value() for sql in counts])
+    total_sql, total_params, exact = total_query(filters, plan)
     total = (await db.execute(total_sql, total_params)).single_value()
     if not exact:  # the count stopped at COUNT_CAP + 1 rows: more than COUNT_CAP match
         exact, total = total <= COUNT_CAP, min(total, COUNT_CAP)
     fetched = []
     if total:  # nothing matches: no page to read
-        page_sql, params = list_query(filters, keyset, page, many=is_many(filters, keyset, total, exact))
+        page_sql, params = list_query(filters, keyset, page, is_many(filters, keyset, total, exact), plan)
         fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
     rows, after = next_cursor(path, keyset, fetched, page)
     return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
