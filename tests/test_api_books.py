@@ -458,18 +458,21 @@ async def test_full_text_with_other_filters_is_the_same_whichever_side_is_built(
     category = query(published_db.path, "select c.name from categories c join books b on b.category_id = c.id"
                      " group by c.id order by count(*) desc, c.id limit 1")[0]["name"]
     cases = [
-        ("min_rating=2&sort=-price", "b.rating >= 2", "-price"),
-        ("max_price=40&in_stock=true&sort=title", "b.price <= 40 and b.in_stock = 1", "title"),
-        (f"category={category}&sort=id", "b.category_id = (select id from categories where name = :category)", "id"),
+        ("books?q=the&min_rating=2&sort=-price", f"{WITH_THE} and b.rating >= 2", "-price"),
+        ("books?q=the&max_price=40&in_stock=true&sort=title", f"{WITH_THE} and b.price <= 40 and b.in_stock = 1",
+         "title"),
+        (f"books?q=the&category={category}&sort=id",
+         f"{WITH_THE} and b.category_id = (select id from categories where name = :category)", "id"),
+        ("books/search?title=the&category=e", f"instr(lower(b.title), 'the') and {IN_E_CATEGORY}", "title"),
     ]
-    for filters, where, sort in cases:
-        expected = [r["id"] for r in query(published_db.path, f"select b.id from books b where {WITH_THE} and {where}"
+    for path, where, sort in cases:
+        expected = [r["id"] for r in query(published_db.path, f"select b.id from books b where {where}"
                                            f" {sql_order(sort)}", {"category": category})]
-        page = await get_json(api, f"/api/v1/books?q=the&{filters}&limit=7")
+        page = await get_json(api, f"/api/v1/{path}&limit=7")
         exact = cap is None or len(expected) <= cap
-        assert (page["total"], page["total_exact"]) == (len(expected) if exact else cap, exact), filters
-        assert [b["id"] for b in await follow(api, f"/api/v1/books?q=the&{filters}&limit=7")] == expected, filters
-        assert len(expected) > 7, filters
+        assert (page["total"], page["total_exact"]) == (len(expected) if exact else cap, exact), path
+        assert [b["id"] for b in await follow(api, f"/api/v1/{path}&limit=7")] == expected, path
+        assert len(expected) > 7, path
 
 
 @pytest.mark.parametrize(
@@ -477,7 +480,9 @@ async def test_full_text_with_other_filters_is_the_same_whichever_side_is_built(
     [
         pytest.param(50, 20, None, books.OTHERS_SET, id="the-others-pass-fewer-books-their-set"),
         pytest.param(20, 50, None, books.MATCHES_SET, id="fewer-matches-their-set"),
-        pytest.param(20, 10**6, 10**6, books.MATCHES_SET, id="few-matches-their-set-whatever-the-others"),
+        pytest.param(20, 5000, 10**6, books.MATCHES_SET, id="both-few-the-set-of-the-matches"),
+        pytest.param(20, books.COUNT_CAP + 1, 10**6, books.STREAM, id="few-matches-many-others-the-matches-streamed"),
+        pytest.param(20, books.COUNT_CAP + 1, None, books.MATCHES_SET, id="no-narrow-index-to-stream-through"),
         pytest.param(books.COUNT_CAP + 1, books.COUNT_CAP + 1, None, books.MATCHES_SET,
                      id="both-large-others-of-unknown-density-the-matches-set"),
         pytest.param(books.COUNT_CAP + 1, 300_000, 10**6, books.STREAM, id="both-large-others-dense-streamed"),

@@ -179,12 +179,11 @@ def matching_ids_sql(conditions: list[Condition], sort_column: str | None = None
     return f"select b.id as id{sort_value} from books b where b.id in ({ids})" if sort_column else ids
 
 
-def sides_sql(filters: BookFilters) -> tuple[str, str, str | None, dict] | None:
+def sides_sql(filters: BookFilters) -> tuple[str, str, str, dict] | None:
     """When a full-text filter meets others: (SQL counting its matches, SQL counting the books the
-    others pass, SQL of every book's count or None, params). Counts stop at COUNT_CAP + 1 (cheap
-    either way), except from the figures computed at publication: categories and a lowest rating
-    are counted exactly there, with the catalogue's size (STREAMABLE_BOOKS), which tells a dense
-    intersection (meeting_plan)."""
+    others pass, STREAMABLE_BOOKS, params). Counts stop at COUNT_CAP + 1 (cheap either way), except
+    from the figures computed at publication: categories and a lowest rating are counted exactly
+    there, which with the catalogue's size tells a dense intersection (meeting_plan)."""
     conditions, params = where_clause(filters)
     driver = next((c for c in conditions if c.matching_ids), None)
     if driver is None or len(conditions) == 1:
@@ -194,7 +193,7 @@ def sides_sql(filters: BookFilters) -> tuple[str, str, str | None, dict] | None:
     if only_figures(others):
         return matches, total_query(others)[0], STREAMABLE_BOOKS, params
     others_sql = matching_ids_sql([c for c in conditions if c is not driver])
-    return matches, f"select count(*) from ({others_sql})", None, params
+    return matches, f"select count(*) from ({others_sql})", STREAMABLE_BOOKS, params
 
 
 # The catalogue's size, or NULL in a file published before NARROW_INDEX (which a stream reads).
@@ -208,13 +207,18 @@ STREAM_SHARE = 0.25
 
 
 def meeting_plan(matches: int, others: int, books: int | None) -> str:
-    """The plan for sides of these sizes (the matches counted up to COUNT_CAP + 1): a set of the
-    smaller side; both large, the matches streamed if the others are known to pass many books."""
+    """The plan for sides of these sizes (each counted up to COUNT_CAP + 1, or exact from the
+    figures) in a catalogue of `books` (None: no NARROW_INDEX to stream through). Both small: a set
+    of the smaller. Few matches and many others: the matches streamed, a bounded number of books
+    read (a walk of the others' index could read most of the catalogue). Both large: the matches
+    streamed if the others are known to pass a large share of the books, else a set of them."""
     if others <= COUNT_CAP and others <= matches:
         return OTHERS_SET
-    if matches <= COUNT_CAP:
+    if not books or (matches <= COUNT_CAP and others <= COUNT_CAP):
         return MATCHES_SET
-    return STREAM if books and others >= STREAM_SHARE * books else MATCHES_SET
+    if matches <= COUNT_CAP:
+        return STREAM
+    return STREAM if others >= STREAM_SHARE * books else MATCHES_SET
 
 
 def only_categories(filters: BookFilters) -> bool:
