@@ -134,6 +134,12 @@ async def test_each_request_decides_afresh(ds, narrow_title, extra, count_shown)
     assert set(data["facet_results"]) == {"category_id", "rating"}
 
 
+async def test_a_broad_search_asking_for_a_facet_gets_it_and_its_count(ds, published_db):
+    data = (await ds.client.get(f"/books/books.json?_search={BROAD_WORD}&_facet=in_stock")).json()
+    assert data["filtered_table_rows_count"] == len(matching(published_db.path, BROAD_WORD))
+    assert set(data["facet_results"]) == {"category_id", "rating", "in_stock"}
+
+
 @pytest.mark.parametrize("path", [
     pytest.param('/books/books.json?_search="&_searchmode=raw', id="raw-syntax-error"),
     pytest.param("/books/books.json?_search=", id="empty-search"),

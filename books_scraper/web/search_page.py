@@ -45,6 +45,11 @@ def is_filter(key: str) -> bool:
     return not (key.startswith("_") and "__" not in key) or key in ("_where", "_through")
 
 
+def asks_for_facet(key: str) -> bool:
+    """?_facet=, ?_facet_array=, ?_facet_date=: a facet the client asked for by name."""
+    return key.startswith("_facet") and key != "_facet_size"
+
+
 def first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
     """Each argument's first value, the one Datasette's request.args gives."""
     args: dict[str, str] = {}
@@ -63,8 +68,8 @@ def pure_search(pairs: list[tuple[str, str]]) -> str | None:
         key.startswith("_search_") for key in args
     ):
         return None
-    if any(args.get(switch) for switch in SWITCHES):  # the client chose; leave it to Datasette
-        return None
+    if any(args.get(switch) for switch in SWITCHES) or any(asks_for_facet(key) for key in args):
+        return None  # the client chose what to count: Datasette's page, as asked
     return args["_search"]
 
 
