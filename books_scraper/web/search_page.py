@@ -5,7 +5,8 @@ page sorted by title, a count and one per facet. Each looks every match up in th
 so at a million books, where "love" matches 296,000, the page took 1.3 s. The full-text index alone
 counts those matches in ~20 ms.
 
-So a search on its own (no column filter) that the index says matches more than BROAD_SEARCH_BOOKS:
+So a search on its own (no column filter, no facet asked for by name) that the index says matches
+more than BROAD_SEARCH_BOOKS:
 - is served with Datasette's own `_nocount` and `_nofacet` (`broad_search` below, an ASGI wrapper),
   marked with the value BROAD so the page's links carry the mark, and each request decides afresh;
   the HTML page shows the index's count instead (templates/table.html) and says why facets are left
@@ -76,7 +77,10 @@ def pure_search(pairs: list[tuple[str, str]]) -> str | None:
 async def matches(datasette, search: str, raw: bool, limit: int | None = None) -> int | None:
     """Books the search matches, counted by the full-text index alone, up to `limit` (None if the
     index cannot say: no index, or a raw query's syntax error, which Datasette then reports)."""
-    db = datasette.get_database(BOOKS_DATABASE)
+    try:
+        db = datasette.get_database(BOOKS_DATABASE)
+    except KeyError:  # a Datasette serving other files
+        return None
     fts_table = datasette.metadata("fts_table", database=BOOKS_DATABASE, table=TABLE) or await db.fts_table(TABLE)
     if not fts_table:
         return None
