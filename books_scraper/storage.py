@@ -39,7 +39,7 @@ CRAWL_RUN_COLUMNS: dict[str, type] = {
     "id": int,
     "started_at": str,
     "finished_at": str,
-    "status": str,  # running | published | failed | abandoned
+    "status": str,  # running | published | failed | cancelled | abandoned
     "start_url": str,
     "pages": int,
     "books": int,
