@@ -160,8 +160,8 @@ def open_books_db(path: str) -> Database:
 
 def prepare_staging_db(db: Database) -> None:
     """Ready a crawl's staging copy for its writes: the schema brought up to date, and the derived
-    search structures dropped (the full-text index with its triggers, the BOOK_INDEXES), for
-    ensure_db_shape to build once at publication.
+    search structures dropped (the full-text index with its triggers, the BOOK_INDEXES and the
+    aggregates' search-order indexes), for ensure_db_shape to build once at publication.
 
     Kept row by row, a re-crawl's upserts would tokenize every book twice (the old text out of the
     full-text index, the new in) and rewrite each of its index entries: at 100k books that costs
@@ -172,8 +172,9 @@ def prepare_staging_db(db: Database) -> None:
     if db[BOOKS].detect_fts():
         db[BOOKS].disable_fts()
     derived = [[str(column) for column in columns] for columns in BOOK_INDEXES]
+    searched = {aggregates.search_order_index(column) for column in aggregates.SEARCH_ORDERS}
     for index in db[BOOKS].indexes:
-        if not (index.unique or index.partial) and index.columns in derived:
+        if index.name in searched or not (index.unique or index.partial) and index.columns in derived:
             db[BOOKS].drop_index(index.name)
 
 
