@@ -11,6 +11,12 @@ a folded term's phrase query is an exact substring test on the folded title, ans
   common letter; a rare one reads every title);
 - LIKE and GLOB wildcards, quotes and FTS5 operators are plain characters in either case.
 
+A title's row is keyed by its POSITION in title order (books.title in binary collation, then id: the
+order and tie-break of the API's keyset for sort=title), and the index's rowid is that position, so
+the index returns a term's matches in title order: a page of a title search sorted by title is the
+first rows of its matches (`TitleMatch.positions`), with no match read for its title and sorted. The
+book's id is a unique column beside it.
+
 Derived data like the aggregates: (re)built by storage.ensure_db_shape before every publication, so
 it matches the published books; nothing here runs per request but the query.
 """
@@ -21,8 +27,8 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-FOLDED_TITLES = "book_titles_folded"  # id, casefold(title): a plain table, scanned for short terms
-TITLE_INDEX = "book_titles_trigram"  # its FTS5 trigram index (external content: no second copy)
+FOLDED_TITLES = "book_titles_folded"  # position, id, casefold(title): a plain table, scanned for short terms
+TITLE_INDEX = "book_titles_trigram"  # its FTS5 trigram index, rowid the position (external content: no second copy)
 TITLE_TRIGRAMS = "book_titles_trigrams"  # the index's vocabulary: every distinct trigram, one a row
 TRIGRAM = 3  # characters per trigram: shorter folded terms cannot use the index
 
@@ -37,12 +43,17 @@ def ensure_title_index(db: Database) -> None:
     with db.conn:
         db.execute(f"drop table if exists {TITLE_INDEX}")
         db.execute(f"drop table if exists {FOLDED_TITLES}")
-        db.execute(f"create table {FOLDED_TITLES} (id integer primary key, title text not null)")
-        rows = ((id_, fold(title)) for id_, title in db.conn.execute("select id, title from books"))
-        db.conn.executemany(f"insert into {FOLDED_TITLES} (id, title) values (?, ?)", rows)
+        db.execute(
+            f"create table {FOLDED_TITLES} (position integer primary key, id integer not null unique,"
+            " title text not null)"
+        )
+        # Positions 1, 2, ... in the keyset's title order (binary collation, then id), as SQLite sorts.
+        in_order = db.conn.execute("select id, title from books order by title, id")
+        rows = ((position, id_, fold(title)) for position, (id_, title) in enumerate(in_order, 1))
+        db.conn.executemany(f"insert into {FOLDED_TITLES} (position, id, title) values (?, ?, ?)", rows)
         db.execute(
             f"create virtual table {TITLE_INDEX} using fts5(title, content='{FOLDED_TITLES}',"
-            " content_rowid='id', columnsize=0, tokenize='trigram case_sensitive 1')"
+            " content_rowid='position', columnsize=0, tokenize='trigram case_sensitive 1')"
         )
         db.execute(f"insert into {TITLE_INDEX} ({TITLE_INDEX}) values ('rebuild')")
         # Copied out of fts5vocab, which reads the whole index on every query to count documents.
@@ -59,10 +70,13 @@ def ensure_title_index(db: Database) -> None:
 class TitleMatch:
     """A title search as SQL, in the two forms a query plan needs, with its params."""
 
-    matching_ids: str  # `select id ...`: every matching book id, ascending (to drive a query)
+    matching_ids: str  # `select id ...`: every matching book id, in no order (to drive a query)
     test: str  # a condition on one book row: does its id match (to filter a scan)
     params: dict
-    ids_in_order: bool = True  # matching_ids reads one index or table in id order (not a union of two)
+    # A trigram term's `select position ... where ...` from the index alone: every match's position
+    # in title order, which an `order by rowid` reads without sorting; it ends in its WHERE, so a
+    # condition on the rowid (the position) may be ANDed on.
+    positions: str | None = None
 
 
 def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
@@ -72,12 +86,15 @@ def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
     too short for a trigram; 1 character, instr() over the folded titles."""
     folded = fold(term)
     test = f"instr((select title from {FOLDED_TITLES} where id = {id_column}), :title_folded) > 0"
+    position_of = f"(select position from {FOLDED_TITLES} where id = {id_column})"
     if len(folded) >= TRIGRAM:
         phrase = '"' + folded.replace('"', '""') + '"'
+        matches = f"select rowid as position from {TITLE_INDEX} where {TITLE_INDEX} match :title_phrase"
         return TitleMatch(
-            f"select rowid as id from {TITLE_INDEX} where {TITLE_INDEX} match :title_phrase",
-            f"exists (select 1 from {TITLE_INDEX} where rowid = {id_column} and {TITLE_INDEX} match :title_phrase)",
+            f"select f.id as id from ({matches}) m cross join {FOLDED_TITLES} f on f.position = m.position",
+            f"exists (select 1 from {TITLE_INDEX} where rowid = {position_of} and {TITLE_INDEX} match :title_phrase)",
             {"title_phrase": phrase},
+            positions=matches,
         )
     if len(folded) == TRIGRAM - 1:
         # '""' (an empty phrase) matches nothing, for a pair no trigram contains.
@@ -86,11 +103,11 @@ def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
             f""" from {TITLE_TRIGRAMS} where instr(trigram, :title_folded)), '""')"""
         )
         return TitleMatch(
-            f"select rowid as id from {TITLE_INDEX} where {TITLE_INDEX} match {trigrams} union all"
+            f"select f.id as id from (select rowid as position from {TITLE_INDEX} where {TITLE_INDEX} match"
+            f" {trigrams}) m cross join {FOLDED_TITLES} f on f.position = m.position union all"
             f" select id from {FOLDED_TITLES} where length(title) < {TRIGRAM} and instr(title, :title_folded)",
             test,
             {"title_folded": folded},
-            ids_in_order=False,
         )
     return TitleMatch(
         f"select id from {FOLDED_TITLES} where instr(title, :title_folded) > 0", test, {"title_folded": folded}

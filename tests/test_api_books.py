@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import replace
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from sqlite_utils import Database
 from api_support import assert_error, make_datasette, value
+from conftest import PublishedDatabase
 from support import query
 
+from books_scraper import storage
 from books_scraper.api import books
-from books_scraper.api.params import MAX_OFFSET, SORT_CHOICES, Cursor, encode_cursor
+from books_scraper.api.params import MAX_OFFSET, SORT_CHOICES, Cursor, Page, encode_cursor
 from books_scraper.storage import BOOK_COLUMNS
-from books_scraper.title_search import ensure_title_index
+from books_scraper.title_search import TITLE_INDEX, ensure_title_index
 
 BOOK_KEYS = set(BOOK_COLUMNS) | {"category", "category_slug"}
 PAGE_KEYS = {"books", "total", "total_exact", "limit", "offset", "next"}
@@ -552,3 +555,84 @@ async def test_titles_too_short_for_a_trigram_are_found_too(published_copy, api_
     page = await get_json(make_datasette(published_copy), "/api/v1/books/search?" + urlencode({"title": term, "limit": 1000}))
     expected = sorted(id_ for id_, title in titles.items() if term.casefold() in title.casefold())
     assert book_id in expected and sorted(b["id"] for b in page["books"]) == expected
+
+
+# Titles in runs of equal ones, in cases and scripts whose binary order differs from the folded one:
+# the title search's sort by title reads its index in (title, id) order (title_search's positions).
+TIED_TITLES = ["The Attic", "the attic", "ATTIC", "Attic Nights", "Café attic", "Zebra in the attic", "Ättic",
+               "An attic — été", "Cellar", "attic"]
+
+
+def tied_record(book_id: int, title: str) -> dict:
+    return {
+        "id": book_id, "upc": f"upc{book_id}", "title": title, "price": 10.0 + book_id % 7, "price_incl_tax": 10.0,
+        "tax": 0.0, "currency": "GBP", "rating": 1 + book_id % 5, "availability": "In stock (3 available)",
+        "in_stock": True, "stock_count": 3, "category": "Poetry",
+        "category_url": "http://example.test/catalogue/category/books/poetry_23/index.html", "description": None,
+        "product_type": "Books", "number_of_reviews": 0, "image_url": "http://example.test/i.jpg",
+        "product_url": f"http://example.test/catalogue/b_{book_id}/index.html",
+        "scraped_at": "2026-01-01T00:00:00+00:00",
+    }
+
+
+@pytest.fixture
+def tied_api(published_db, api_env, tmp_path):
+    """Datasette over a catalogue of 150 books with 10 titles, each saved under ids out of title order."""
+    db = storage.open_books_db(str(tmp_path / "books.db"))
+    storage.save_books(db, [tied_record((n * 37) % 151 + 1, TIED_TITLES[n % len(TIED_TITLES)]) for n in range(150)])
+    storage.ensure_db_shape(db)
+    db.close()
+    return make_datasette(PublishedDatabase(tmp_path / "books.db", published_db.operations_path, "generated"))
+
+
+async def pages_of(api, url: str) -> list[dict]:
+    """Every page of a list, following `next` to the end (a next link that goes back fails, not loops)."""
+    pages = []
+    while url:
+        assert len(pages) <= 150, url
+        pages.append(await get_json(api, url))
+        url = pages[-1]["next"] and local(pages[-1]["next"])
+    return pages
+
+
+@pytest.mark.parametrize("sort", ["title", "-title"])
+@pytest.mark.parametrize("cap", PLANS)
+async def test_a_title_search_by_title_reads_the_index_in_title_order_as_the_general_plan_pages(
+    tied_api, monkeypatch, sort, cap
+):
+    """Pages (and next links, ties split across them) equal to the general plan's, which sorts the
+    matches' titles or walks the title index; offsets and cursors that name no book's (title, id) too."""
+    if cap is not None:
+        monkeypatch.setattr(books, "COUNT_CAP", cap)
+    path = "/api/v1/books/search"
+    urls = [f"{path}?" + urlencode({"title": term, "sort": sort, "limit": limit})
+            for term in ("attic", "ATTIC", "ÄTT", "t ATT", "cellar", "nothing") for limit in (1, 7, 50)]
+    urls += [f"{path}?" + urlencode({"title": "attic", "sort": sort, "limit": 4, "offset": 9})]
+    urls += [f"{path}?" + urlencode({"title": "attic", "sort": sort, "limit": 5, "after": encode_cursor(path, cursor)})
+             for cursor in (Cursor(sort, "the attic", 0), Cursor(sort, "the attic", 10**6), Cursor(sort, "The B", 3),
+                            Cursor(sort, "", 0), Cursor(sort, "\U0010ffff", 0), Cursor(sort, "attic", 77))]
+    title_ordered = [await pages_of(tied_api, url) for url in urls]
+    seen = {book["id"] for pages in title_ordered for page in pages for book in page["books"]}
+    assert len(seen) == 150 and len(title_ordered[2][0]["books"]) == 50  # every book found, in pages of 50 and less
+    monkeypatch.setattr(books, "title_order_query", lambda *args: None)
+    assert title_ordered == [await pages_of(tied_api, url) for url in urls]
+
+
+@pytest.mark.parametrize("sort", ["title", "-title"])
+@pytest.mark.parametrize("after", [None, Cursor("title", "The Attic", 5)])
+def test_a_title_search_by_title_is_a_read_of_the_index_in_its_order(published_db, sort, after):
+    """No sort of the matches: the trigram index read in rowid (title) order up to limit + 1 rows (with
+    no temporary B-tree of its own), then their books by id; only those limit + 1 rows are sorted."""
+    filters = books.BookFilters(title_like="The")
+    page = Page(limit=50, offset=0, after=after and Cursor(sort, after.value, after.id))
+    sql, params = books.list_query(filters, books.keyset_of(sort), page, many=False)
+    plan = query(published_db.path, f"explain query plan {sql}", params)
+    matches = next(row["id"] for row in plan if row["detail"] == "CO-ROUTINE m")
+    read = [row["detail"] for row in plan if row["parent"] == matches]
+    assert read[0].startswith(f"SCAN {TITLE_INDEX} VIRTUAL TABLE") and not any("TEMP B-TREE" in step for step in read)
+    outer = [row["detail"] for row in plan if row["parent"] == 0]
+    by_id = [f"SEARCH {alias} USING INTEGER PRIMARY KEY (rowid=?)" for alias in "fbc"]  # title, book, category
+    assert outer == ["CO-ROUTINE m", "SCAN m", *by_id, "USE TEMP B-TREE FOR ORDER BY"]
+    assert books.title_order_query(books.BookFilters(title_like="Th"), books.keyset_of(sort), page) is None
+    assert books.title_order_query(replace(filters, category_like="e"), books.keyset_of(sort), page) is None
+    assert books.title_order_query(filters, books.keyset_of("price"), page) is None

@@ -7,7 +7,8 @@ title) or full-text tables (books_fts for q, title_search's trigram index for ti
 a keyset cursor (web.keyset_sql), so lists stay cheap whatever the catalogue's size. Totals come from
 the aggregates computed at publication (category_figures) when only categories filter, else from a
 count capped at web.COUNT_CAP rows; that count also chooses the page's plan (list_query): few matches
-are sorted, many are found by walking the sort's index.
+are sorted, many are found by walking the sort's index. A title search alone sorted by title reads its
+index in title order, whatever the count (title_order_query).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from books_scraper.api.web import (
     page_body,
 )
 from books_scraper.storage import BOOK_COLUMNS
-from books_scraper.title_search import title_match
+from books_scraper.title_search import FOLDED_TITLES, title_match
 
 
 def book_select(books: str = "books b") -> str:
@@ -87,8 +88,9 @@ class Condition:
 
     test: str  # `{plus}` marks where SQLite may be told not to use the column's index (a unary +)
     column: str | None = None  # the books column it compares, if one
-    matching_ids: str | None = None  # a full-text filter's `select id` of every match, ascending
+    matching_ids: str | None = None  # a full-text filter's `select id` of every match
     ids_in_order: bool = False  # matching_ids reads one index in id order: a page by id is its first rows
+    positions: str | None = None  # the title index's match positions in title order (title_search)
 
     def sql(self, use_index: bool = True) -> str:
         return self.test.replace("{plus}", "" if use_index else "+")
@@ -118,7 +120,7 @@ def where_clause(filters: BookFilters) -> tuple[list[Condition], dict]:
         params["category_like"] = like_pattern(filters.category_like)
     if filters.title_like is not None:
         title = title_match(filters.title_like)
-        conditions.append(Condition(title.test, matching_ids=title.matching_ids, ids_in_order=title.ids_in_order))
+        conditions.append(Condition(title.test, matching_ids=title.matching_ids, positions=title.positions))
         params.update(title.params)
     for name, (column, test) in COMPARISONS.items():
         value = getattr(filters, name)
@@ -179,6 +181,14 @@ def matching_ids_sql(conditions: list[Condition], sort_column: str | None = None
     return f"select b.id as id{sort_value} from books b where b.id in ({ids})" if sort_column else ids
 
 
+def count_sql(conditions: list[Condition], plan: str = MATCHES_SET) -> str:
+    """A count of the matching books that stops at COUNT_CAP + 1: a title term alone counts the
+    positions in its index, no book or id read."""
+    if len(conditions) == 1 and conditions[0].positions:
+        return f"select count(*) from ({conditions[0].positions} limit {COUNT_CAP + 1})"
+    return f"select count(*) from ({matching_ids_sql(conditions, plan=plan)})"
+
+
 def sides_sql(filters: BookFilters) -> tuple[str, str, str, dict] | None:
     """When a full-text filter meets others: (SQL counting its matches, SQL counting the books the
     others pass, STREAMABLE_BOOKS, params). Counts stop at COUNT_CAP + 1 (cheap either way), except
@@ -188,7 +198,7 @@ def sides_sql(filters: BookFilters) -> tuple[str, str, str, dict] | None:
     driver = next((c for c in conditions if c.matching_ids), None)
     if driver is None or len(conditions) == 1:
         return None
-    matches = f"select count(*) from ({matching_ids_sql([driver])})"
+    matches = count_sql([driver])
     others = replace(filters, q=None, title_like=None)
     if only_figures(others):
         return matches, total_query(others)[0], STREAMABLE_BOOKS, params
@@ -250,7 +260,51 @@ def total_query(filters: BookFilters, plan: str = MATCHES_SET) -> tuple[str, dic
         if filters.min_rating is None:
             return CATEGORY_TOTALS[key], params, True
         return RATED_TOTALS[key], params, False
-    return f"select count(*) from ({matching_ids_sql(conditions, plan=plan)})", params, False
+    return count_sql(conditions, plan), params, False
+
+
+def title_order_positions(filters: BookFilters, keyset: Keyset) -> str | None:
+    """A title term alone, sorted by title: its index's matches in position order, which is the
+    keyset's (title, id) order (title_search), or None when the page needs another plan."""
+    if keyset.name != "title" or filters.title_like is None or replace(filters, title_like=None) != BookFilters():
+        return None
+    conditions, _ = where_clause(filters)
+    return conditions[0].positions
+
+
+# The position of the first book after a (title, id) cursor, ascending or descending: as keyset_sql
+# compares, the same title and a later id, else the nearest later title, two seeks of the title index.
+CURSOR_POSITIONS = {
+    way: f"(select position from {FOLDED_TITLES} where id = (select id from ("
+    f"select * from (select b.id as id, b.title as title from books b where b.title = :after_value"
+    f" and b.id {later} :after_id order by b.id {way} limit 1) union all"
+    f" select * from (select b.id as id, b.title as title from books b where b.title {later} :after_value"
+    f" order by b.title {way}, b.id {way} limit 1)) order by title {way}, id {way} limit 1))"
+    for way, later in (("asc", ">"), ("desc", "<"))
+}
+
+
+def title_order_query(filters: BookFilters, keyset: Keyset, page) -> tuple[str, dict] | None:
+    """(page SQL, params) of a title search sorted by title, read in title order from the title
+    index (title_order_positions): the first limit + 1 matches from the cursor's position (or the
+    offset), then their books; None when that plan does not apply."""
+    positions = title_order_positions(filters, keyset)
+    if positions is None:
+        return None
+    _, params = where_clause(filters)
+    way = "desc" if keyset.descending else "asc"
+    params["page_rows"] = page.limit + 1
+    if page.after is None:
+        after, cut = "", " offset :page_offset"
+        params["page_offset"] = page.offset
+    else:
+        after, cut = f" and rowid {'<=' if keyset.descending else '>='} {CURSOR_POSITIONS[way]}", ""
+        params.update(after_value=page.after.value, after_id=page.after.id)
+    matches = f"{positions}{after} order by rowid {way} limit :page_rows{cut}"
+    ids_sql = f"select f.id as id, m.position as position from ({matches}) m" \
+        f" cross join {FOLDED_TITLES} f on f.position = m.position"
+    page_sql = f"{book_select(f'({ids_sql}) p cross join books b on b.id = p.id')} order by p.position {way}"
+    return page_sql, params
 
 
 def list_query(filters: BookFilters, keyset: Keyset, page, many: bool, plan: str = MATCHES_SET) -> tuple[str, dict]:
@@ -260,7 +314,11 @@ def list_query(filters: BookFilters, keyset: Keyset, page, many: bool, plan: str
     the sort's index is walked and each row tested, which stops after limit + 1 matches (when at
     least COUNT_CAP books of the catalogue match, a short walk). A full-text filter alone, by id: the
     first of its matches (its index holds them in id order). Either way only ids and sort values are
-    sorted and walked; the page's rows are read last, limit + 1 of them."""
+    sorted and walked; the page's rows are read last, limit + 1 of them. A title term alone sorted by
+    title: the first limit + 1 of its matches in the title index's order (title_order_query)."""
+    title_ordered = title_order_query(filters, keyset, page)
+    if title_ordered is not None:
+        return title_ordered
     conditions, params = where_clause(filters)
     column = keyset.name
     if len(conditions) == 1 and conditions[0].ids_in_order and column is None:
