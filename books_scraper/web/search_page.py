@@ -5,17 +5,19 @@ page sorted by title, a count and one per facet. Each looks every match up in th
 so at a million books, where "love" matches 296,000, the page took 1.3 s. The full-text index alone
 counts those matches in ~20 ms.
 
-So a search on its own (no column filter, no facet asked for by name) that the index says matches
-more than BROAD_SEARCH_BOOKS:
+So a search (no facet asked for by name) that the index says matches more than BROAD_SEARCH_BOOKS:
 - is served with Datasette's own `_nocount` and `_nofacet` (`broad_search` below, an ASGI wrapper),
   marked with the value BROAD so the page's links carry the mark, and each request decides afresh;
   the HTML page shows the index's count instead (templates/table.html) and says why facets are left
-  out. A search matching fewer books, or combined with a filter, is Datasette's page unchanged.
+  out. With column filters too, the same: counting the filtered matches costs as much (SQLite
+  lists every match of the search first, ~250 ms at 1M), and the page says so without a count. A
+  search matching fewer books is Datasette's page unchanged.
 - sorted by title (the table's order), price or rating, best first, gets a clause that is always
   true (the column is not null): it lets SQLite walk the partial index the publication built for
   that order (aggregates.SEARCH_ORDERS) in order and stop after a page, instead of reading and sorting
-  every match. A narrow search does not get it: walking the column until a page of rare matches
-  turns up would read the whole index. (Sorted by id, SQLite reads the matches in id order anyway.)
+  every match. A narrow search, or one with a column filter, does not get it: walking the column
+  until a page of rare matches turns up would read the whole index. (Sorted by id, SQLite reads
+  the matches in id order anyway.)
 """
 
 from __future__ import annotations
@@ -59,11 +61,15 @@ def first_values(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return args
 
 
-def pure_search(pairs: list[tuple[str, str]]) -> str | None:
-    """The search term of a request that searches and does nothing else that changes which books
-    match (no filter, no other full-text table), or None."""
+def is_filtered(pairs: list[tuple[str, str]]) -> bool:
+    return any(is_filter(key) for key, _ in pairs)
+
+
+def plain_search(pairs: list[tuple[str, str]]) -> str | None:
+    """The search term of a request that searches the books' own full-text index and leaves counts
+    and facets to us (column filters allowed: the index's count is then an upper bound), or None."""
     args = first_values(pairs)
-    if not args.get("_search") or any(is_filter(key) for key, _ in pairs):
+    if not args.get("_search"):
         return None
     if any(key in args for key in ("_fts_table", "_fts_pk")) or any(
         key.startswith("_search_") for key in args
@@ -107,7 +113,7 @@ async def adjusted(datasette, scope: dict) -> dict:
     BROAD switch an earlier page's link carried is dropped first, so each request decides afresh."""
     received = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
     pairs = [(key, value) for key, value in received if not (key in SWITCHES and value == BROAD)]
-    search = pure_search(pairs)
+    search = plain_search(pairs)
     if search is not None:
         # Counting stops past the limit: deciding costs ~1 ms however many books match.
         count = await matches(datasette, search, raw_mode(datasette, first_values(pairs)), limit=BROAD_SEARCH_BOOKS + 1)
@@ -144,9 +150,15 @@ def sort_order(datasette, request) -> tuple[str | None, str]:
     return (sort, "asc") if sort else (sort_desc, "desc")
 
 
+def request_pairs(request) -> list[tuple[str, str]]:
+    return parse_qsl(request.query_string, keep_blank_values=True)
+
+
 def search_order(request, database: str, table: str, datasette) -> FilterArguments | None:
-    """filters_from_request: the order hint, for a broad search sorted by a column that has one."""
-    if database != BOOKS_DATABASE or table != TABLE or not is_broad(request):
+    """filters_from_request: the order hint, for a broad search sorted by a column that has one.
+    Not with a column filter: a walk in the column's order could then read most of the index before
+    a page of books passes it (a small category)."""
+    if database != BOOKS_DATABASE or table != TABLE or not is_broad(request) or is_filtered(request_pairs(request)):
         return None
     column, direction = sort_order(datasette, request)
     if SEARCH_ORDERS.get(column) != direction:
@@ -161,6 +173,8 @@ def broad_search_vars(template: str, database: str | None, table: str | None, re
         return {}
 
     async def inner() -> dict[str, Any]:
+        if is_filtered(request_pairs(request)):  # the index counts the search's matches, not the filters'
+            return {"broad_search": {"matches": None, "limit": BROAD_SEARCH_BOOKS}}
         count = await matches(datasette, request.args["_search"], raw_mode(datasette, request.args))
         return {} if count is None else {"broad_search": {"matches": count, "limit": BROAD_SEARCH_BOOKS}}
 
