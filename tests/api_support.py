@@ -17,7 +17,7 @@ from support import query
 
 from books_scraper.api.auth import hash_password
 from books_scraper.web.served_metadata import served_metadata
-from books_scraper.web.worker import inspect_data
+from books_scraper.web.worker import NoAggregates, inspect_data
 
 PROJECT = Path(__file__).resolve().parents[1]
 PLUGINS = PROJECT / "plugins"
@@ -53,13 +53,22 @@ def api_metadata() -> dict:
     return {"plugins": {"books-api": api, "datasette-auth-tokens": tokens}}
 
 
+def stored_inspect_data(books_db: Path) -> dict | None:
+    """The inspect data a publication stored, or None for a file without aggregates (which the
+    worker refuses; tests of how the API answers such a file let Datasette count its tables)."""
+    try:
+        return inspect_data(books_db)
+    except NoAggregates:
+        return None
+
+
 def make_datasette(published, metadata: dict | None = None, settings: dict | None = None) -> Datasette:
     """Datasette as the worker starts it: the books file immutable, with the inspect data its
     publication stored (so no table is counted at startup, under whatever time limit a test sets)."""
     return Datasette(
         files=[str(published.operations_path)],
         immutables=[str(published.path)],
-        inspect_data=inspect_data(Path(published.path)),
+        inspect_data=stored_inspect_data(Path(published.path)),
         metadata=served_metadata(os.environ, metadata or api_metadata()),
         plugins_dir=str(PLUGINS),
         settings=settings,

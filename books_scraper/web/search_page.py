@@ -98,7 +98,10 @@ async def matches(datasette, search: str, raw: bool, limit: int | None = None) -
         return None
 
 
-def table_paths(datasette) -> tuple[str, str]:
+def table_paths(datasette) -> tuple[str, ...]:
+    """The books table's HTML and JSON paths; none while no books database is attached."""
+    if BOOKS_DATABASE not in datasette.databases:
+        return ()
     path = datasette.urls.table(BOOKS_DATABASE, TABLE)
     return path, path + ".json"
 
