@@ -85,6 +85,13 @@ def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
     that contains them (a title of 3 characters or more containing them has one), plus the titles
     too short for a trigram; 1 character, instr() over the folded titles."""
     folded = fold(term)
+    if "\0" in folded:
+        # FTS5's query syntax and SQLite's text functions end a string at a NUL, and no title holds one:
+        # an HTML parser drops NUL characters from a page's text. So such a term matches nothing.
+        return TitleMatch(
+            f"select id from {FOLDED_TITLES} where 0", "0", {},
+            positions=f"select rowid as position from {TITLE_INDEX} where 0",
+        )
     test = f"instr((select title from {FOLDED_TITLES} where id = {id_column}), :title_folded) > 0"
     position_of = f"(select position from {FOLDED_TITLES} where id = {id_column})"
     if len(folded) >= TRIGRAM:

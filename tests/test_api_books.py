@@ -542,6 +542,16 @@ async def test_a_query_stopped_by_the_time_limit_is_a_503_with_retry_after(publi
     assert body["details"] == {"time_limit_ms": 1}
 
 
+@pytest.mark.parametrize("query_string", [
+    "title=the%00x", "title=%00", "title=a%00", "title=the%00x&sort=-title", "title=the%00x&category=e",
+    "title=the%00x&sort=price&limit=1",
+])
+async def test_a_title_term_with_a_nul_matches_nothing_in_every_plan(api, query_string):
+    """FTS5 and SQLite's text functions end a string at a NUL (it was a 500); no title holds one."""
+    page = await get_json(api, f"/api/v1/books/search?{query_string}")
+    assert (page["books"], page["total"], page["total_exact"]) == ([], 0, True)
+
+
 @pytest.mark.parametrize("term", ["ÉT", "é", "t"])
 async def test_titles_too_short_for_a_trigram_are_found_too(published_copy, api_env, term):
     """A 2-character search reads the index's trigrams and, besides them, the titles under 3 characters."""
