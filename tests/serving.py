@@ -67,16 +67,19 @@ class ServeProcess:
         self.command, self.env = command, {**base, **env}
 
     def __enter__(self) -> "ServeProcess":
-        self.log_file = open(self.log, "wb")
-        self.process = subprocess.Popen(
-            self.command, cwd=PROJECT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT
-        )
+        self.start()
         try:
             self.wait_until_up()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def start(self) -> None:
+        self.log_file = open(self.log, "wb")
+        self.process = subprocess.Popen(
+            self.command, cwd=PROJECT, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT
+        )
 
     def wait_until_up(self) -> None:
         deadline = time.monotonic() + self.startup

@@ -33,7 +33,7 @@ from books_scraper.web.datasette_internals import (
     allowed_methods,
     resolve,
 )
-from books_scraper.serve import PLUGINS, PUBLIC_SETTINGS
+from books_scraper.web.served_metadata import PLUGINS, PUBLIC_SETTINGS
 
 QUERIES = list(load_metadata()["databases"]["books"]["queries"])  # canned queries, by name
 A_QUERY = QUERIES[0]

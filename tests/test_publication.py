@@ -23,7 +23,7 @@ from support import SiteServer, crawl, query
 from books_scraper import aggregates, storage
 from books_scraper.api import predictions as predictions_api
 from books_scraper.web.query_limits import MAX_COLUMNS, MAX_RESULT_BYTES, MAX_VALUE_BYTES
-from books_scraper.serve import PUBLIC_SETTINGS, datasette_command
+from books_scraper.startup import PUBLIC_SETTINGS, datasette_command
 
 ROUNDED = 0.005 + 1e-9  # round(x, 2) is at most half a penny off, give or take float error
 RUNAWAY_SQL = "with recursive n(x) as (select 1 union all select x + 1 from n) select count(*) from n"

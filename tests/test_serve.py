@@ -17,10 +17,12 @@ import pytest
 import yaml
 from api_support import ENV, TOKENS
 from serving import ServeProcess
-from support import PROJECT, query
+from sitebuilder import build_site, sample_books
+from support import PROJECT, SiteServer, query, wait_until
 
 from books_scraper import aggregates, publish
-from books_scraper.serve import bring_up_to_date, outdated
+from books_scraper.startup import bring_up_to_date, outdated
+from books_scraper.web.supervisor import spawn_worker
 from books_scraper.web.served_metadata import auth_summary, load_metadata, served_metadata
 
 
@@ -162,6 +164,41 @@ def test_a_bad_crawl_schedule_is_one_line_before_any_crawl(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing created, nothing crawled
 
 
+def command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_the_first_worker_starts_before_the_first_crawl_and_serves_after_it(tmp_path):
+    """The worker's imports (most of a start) overlap the supervisor's work: its process exists while
+    the first crawl runs, and that same process then serves what the crawl published."""
+    build_site(tmp_path / "site", sample_books(3))
+    with SiteServer(tmp_path / "site") as site:
+        site.delay = 0.3  # a crawl of a few seconds
+        server = ServeProcess(tmp_path / "data" / "books.db", tmp_path / "data" / "operations.db",
+                              tmp_path / "serve.log", BOOKS_START_URL=site.url, **ENV)
+        server.start()
+        try:
+            def crawling() -> list[int]:
+                return [pid for pid in server.workers() if " scrapy crawl books " in command_line(pid)]
+
+            wait_until(crawling, 30, server.output)
+            spawned = [pid for pid in server.workers() if "books_scraper.web.worker" in command_line(pid)]
+            assert len(spawned) == 1
+            server.wait_until_up()
+            with urllib.request.urlopen(server.url + "api/v1/stats/overview", timeout=10) as answer:
+                assert json.load(answer)["total_books"] == 3
+            assert server.workers() == spawned
+        finally:
+            server.stop()
+
+
+def test_a_worker_never_assigned_exits_quietly_when_the_supervisor_stops():
+    spawned = spawn_worker(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    spawned.control.close()
+    assert spawned.process.communicate(timeout=60) == ("", "")
+    assert spawned.process.returncode == 0
+
+
 def as_an_older_version_published_it(source: Path, target: Path) -> Path:
     """A copy of a published books file as the version before the aggregates left it: no aggregate
     tables, no previous price in the history, the last migration not applied."""
@@ -230,12 +267,15 @@ def test_a_worker_refuses_a_database_without_aggregates_in_one_line(published_db
     server runs) is not served: the worker says why, and the supervisor keeps serving the old one."""
     old = as_an_older_version_published_it(published_db.path, tmp_path / "books.db")
     (tmp_path / "metadata.json").write_text("{}")
-    result = subprocess.run(
-        [sys.executable, "-m", "books_scraper.web.worker", "--fd", "0", "--ready-fd", "1",
-         "--parent", str(os.getpid()), "--books-db", str(old), "--operations-db", str(tmp_path / "operations.db"),
-         "--metadata", str(tmp_path / "metadata.json")],
-        cwd=PROJECT, capture_output=True, text=True, timeout=60,
-    )
+    read, write = os.pipe()
+    spawned = spawn_worker(stderr=subprocess.PIPE, text=True)
+    with socket.socket() as listener:
+        spawned.assign(listener, write, old, tmp_path / "operations.db", tmp_path / "metadata.json", {})
+        os.close(write)
+        _, stderr = spawned.process.communicate(timeout=60)
+    assert os.read(read, 100) == b""  # it never said it was ready
+    os.close(read)
+    result = subprocess.CompletedProcess(spawned.process.args, spawned.process.returncode, "", stderr)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
         f"worker: {old} has no aggregates, this version reads version {aggregates.AGGREGATES_VERSION}:"

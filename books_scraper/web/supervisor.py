@@ -121,6 +121,46 @@ def remove_abandoned(directory: Path, prefix: str) -> None:
             pass  # not ours, or another user's live supervisor
 
 
+def encode_assignment(books_db: Path, operations_db: Path, metadata: Path, environment: dict[str, str]) -> bytes:
+    """The control message to a worker (its worker.receive_assignment reads it), less the two file
+    descriptors sent beside it: the listening socket, then the ready pipe."""
+    return json.dumps({"books_db": str(books_db), "operations_db": str(operations_db),
+                       "metadata": str(metadata), "environment": environment}).encode()
+
+
+@dataclass
+class Spawned:
+    """A worker process before its assignment: importing Datasette and the plugins, or waiting."""
+
+    process: subprocess.Popen
+    control: socket.socket
+
+    def assign(self, listener: socket.socket, ready_pipe: int, books_db: Path, operations_db: Path,
+               metadata: Path, environment: dict[str, str]) -> None:
+        """Tell it what to serve. If it died before (it could not import), its ready pipe closes
+        unwritten and the supervisor reports how it exited."""
+        message = encode_assignment(books_db, operations_db, metadata, environment)
+        try:
+            socket.send_fds(self.control, [message], [listener.fileno(), ready_pipe])
+        except OSError:
+            pass
+        finally:
+            self.control.close()
+
+
+def spawn_worker(**popen: object) -> Spawned:
+    """Start a worker process (books_scraper/web/worker.py) with this process's environment; it
+    waits for its assignment once it has imported what it runs."""
+    control, theirs = socket.socketpair()
+    command = [sys.executable, "-m", "books_scraper.web.worker", "--control-fd", str(theirs.fileno()),
+               "--parent", str(os.getpid())]
+    try:
+        process = subprocess.Popen(command, cwd=PROJECT, pass_fds=(theirs.fileno(),), **popen)
+    finally:
+        theirs.close()
+    return Spawned(process, control)
+
+
 @dataclass
 class Worker:
     process: subprocess.Popen
@@ -186,15 +226,16 @@ def describe(pin: Pin, facts: dict | None) -> str:
 
 class Supervisor:
     def __init__(
-        self, listener: socket.socket, books_db: Path, operations_db: Path, metadata: Path
+        self, listener: socket.socket, books_db: Path, operations_db: Path, metadata: Path,
+        spawned: Spawned | None = None,
     ) -> None:
         self.listener = listener
         self.books_db, self.operations_db, self.metadata = books_db, operations_db, metadata
         self.pins = Pins(books_db)
+        self.spawned = spawned
         # Every worker signs cookies and CSRF tokens with the same secret; the crawl jobs a worker
         # starts publish to the real file, not to the worker's pinned link.
-        self.env = {
-            **os.environ,
+        self.environment = {
             "DATASETTE_SECRET": os.environ.get("DATASETTE_SECRET") or secrets.token_hex(32),
             "BOOKS_DB_PATH": str(books_db),
             "BOOKS_OPS_DB_PATH": str(operations_db),
@@ -319,17 +360,15 @@ class Supervisor:
     # -- workers ----------------------------------------------------------------------------------
 
     def start(self, pin: Pin) -> Worker:
+        """A worker on that version: the one spawned at start-up the first time, else a new one."""
+        spawned, self.spawned = self.spawned or spawn_worker(), None
         read, write = os.pipe()
         os.set_blocking(read, False)
-        command = [sys.executable, "-m", "books_scraper.web.worker", "--fd", str(self.listener.fileno()),
-                   "--ready-fd", str(write), "--parent", str(os.getpid()), "--books-db", str(pin.path),
-                   "--operations-db", str(self.operations_db), "--metadata", str(self.metadata)]
         try:
-            process = subprocess.Popen(command, cwd=PROJECT, env=self.env,
-                                       pass_fds=(self.listener.fileno(), write))
+            spawned.assign(self.listener, write, pin.path, self.operations_db, self.metadata, self.environment)
         finally:
             os.close(write)
-        return Worker(process, pin, read)
+        return Worker(spawned.process, pin, read)
 
     def reap_stopping(self) -> None:
         for worker in list(self.stopping):
@@ -349,6 +388,11 @@ class Supervisor:
             worker.pin.remove()
 
     def stop_all(self) -> None:
+        if self.spawned:  # never assigned
+            self.spawned.control.close()
+            self.spawned.process.terminate()
+            self.spawned.process.wait()
+            self.spawned = None
         workers = [w for w in (self.starting, self.serving, *self.stopping) if w]
         for worker in workers:
             worker.stop()

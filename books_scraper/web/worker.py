@@ -1,11 +1,16 @@
 """One server process: Datasette over one published books file, answering on a socket it is handed.
 
-`python -m books_scraper.web.worker --fd N --ready-fd M --parent PID --books-db ... --operations-db ...
---metadata ...` is what books_scraper/web/supervisor.py starts, one per published books file. The
-books file it is given is a link that always names the same published version, so every connection
-the worker opens, in whichever thread, reads the same data. It listens on the supervisor's socket
-(shared with the worker it replaces), says on the ready pipe when it accepts, and on SIGTERM stops
-accepting, finishes what it has begun and exits.
+`python -m books_scraper.web.worker --control-fd N --parent PID` is what books_scraper/web/supervisor.py
+starts, one per published books file. It first imports Datasette and what the plugins use (most of
+its start-up), then reads its assignment from the control socket: the listening socket and the ready
+pipe (passed as file descriptors), the books file, the operations file, the served metadata and the
+environment every worker shares. So the supervisor can start it before it knows what to serve (at
+start-up, while it checks the files), and it exits quietly if the supervisor goes first.
+
+The books file it is given is a link that always names the same published version, so every
+connection the worker opens, in whichever thread, reads the same data. It listens on the
+supervisor's socket (shared with the worker it replaces), says on the ready pipe when it accepts,
+and on SIGTERM stops accepting, finishes what it has begun and exits.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import importlib
 import json
 import os
+import pkgutil
 import signal
 import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -43,6 +51,22 @@ PR_SET_PDEATHSIG = 1
 # always reaches Datasette and gets the limit's own 400. Past this uvicorn answers a bare 400 and
 # closes the connection, a reset if the client is still sending (docs/operations.md, "Limits").
 MAX_REQUEST_HEAD_BYTES = 128 * 1024
+# The packages the plugins in plugins/ import, imported before the assignment comes: Datasette then
+# only runs the plugin files themselves (hook registrations) once it is told what to serve.
+PLUGIN_PACKAGES = ("books_scraper.api", "books_scraper.web")
+ASSIGNMENT_BYTES = 1 << 20  # far more than paths and a few variables take
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What to serve, and where: sent by the supervisor on the control socket."""
+
+    listener_fd: int
+    ready_fd: int
+    books_db: Path
+    operations_db: Path
+    metadata: Path
+    environment: dict[str, str]
 
 
 class NoAggregates(RuntimeError):
@@ -143,7 +167,7 @@ def die_with_parent(parent: int) -> None:
     except (OSError, AttributeError):
         pass  # not Linux: the supervisor still stops its workers whenever it stops normally
     if os.getppid() != parent:
-        sys.exit("worker: the supervisor is gone")
+        sys.exit()  # the supervisor is gone already (it stopped before needing this worker): quietly
 
 
 def report_ready(ready_fd: int, facts: dict) -> None:
@@ -151,28 +175,49 @@ def report_ready(ready_fd: int, facts: dict) -> None:
     os.close(ready_fd)
 
 
-async def serve(args: argparse.Namespace) -> None:
-    metadata = json.loads(args.metadata.read_text(encoding="utf-8"))
+def receive_assignment(control_fd: int) -> Assignment | None:
+    """The supervisor's assignment; None when it closed the control socket without one (it stopped)."""
+    with socket.socket(fileno=control_fd) as control:
+        message, fds, _flags, _address = socket.recv_fds(control, ASSIGNMENT_BYTES, 2)
+        while chunk := control.recv(ASSIGNMENT_BYTES):  # the sender closes after one message
+            message += chunk
+    if not message:
+        return None
+    if len(fds) != 2:
+        sys.exit(f"worker: the assignment came with {len(fds)} file descriptors, not 2")
+    fields = json.loads(message)
+    return Assignment(fds[0], fds[1], Path(fields["books_db"]), Path(fields["operations_db"]),
+                      Path(fields["metadata"]), fields["environment"])
+
+
+def preload() -> None:
+    for package in PLUGIN_PACKAGES:
+        for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+            if module.name not in ("worker", "supervisor"):  # this process's own code, and not needed
+                importlib.import_module(f"{package}.{module.name}")
+
+
+async def serve(assignment: Assignment) -> None:
+    metadata = json.loads(assignment.metadata.read_text(encoding="utf-8"))
     # One secret for every worker (from the supervisor): signed cookies and CSRF tokens survive a reload.
     try:
-        ds = build_datasette(args.books_db, args.operations_db, metadata, os.environ.get("DATASETTE_SECRET"))
+        ds = build_datasette(assignment.books_db, assignment.operations_db, metadata,
+                             os.environ.get("DATASETTE_SECRET"))
     except NoAggregates as error:
         sys.exit(f"worker: {error}")
     await ds.invoke_startup()
     facts = await publication_facts(ds)  # also opens the database before the first request
     config = server_config(ds.app())
-    listener = socket.socket(fileno=args.fd)
-    await Server(config, lambda: report_ready(args.ready_fd, facts)).serve(sockets=[listener])
+    listener = socket.socket(fileno=assignment.listener_fd)
+    await Server(config, lambda: report_ready(assignment.ready_fd, facts)).serve(sockets=[listener])
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m books_scraper.web.worker", description=__doc__)
-    parser.add_argument("--fd", type=int, required=True, help="the listening socket, inherited")
-    parser.add_argument("--ready-fd", type=int, required=True, help="a pipe to write one JSON line to when ready")
+    parser = argparse.ArgumentParser(prog="python -m books_scraper.web.worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--control-fd", type=int, required=True,
+                        help="a Unix socket, inherited, to read the assignment from")
     parser.add_argument("--parent", type=int, required=True, help="the supervisor's process id")
-    parser.add_argument("--books-db", type=Path, required=True)
-    parser.add_argument("--operations-db", type=Path, required=True)
-    parser.add_argument("--metadata", type=Path, required=True, help="the served metadata, JSON")
     return parser.parse_args(argv)
 
 
@@ -180,8 +225,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_process_logging(os.environ)  # as the supervisor's; the startup hook takes over from it
     args = parse_args(argv)
     die_with_parent(args.parent)
+    preload()
+    assignment = receive_assignment(args.control_fd)
+    if assignment is None:
+        return
+    os.environ.update(assignment.environment)  # before anything reads it: crawl jobs inherit it
     try:
-        asyncio.run(serve(args))
+        asyncio.run(serve(assignment))
     except KeyboardInterrupt:
         pass  # Ctrl-C at a terminal reaches every worker too: uvicorn has already stopped gracefully
 
