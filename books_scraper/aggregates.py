@@ -39,7 +39,7 @@ PUBLICATION = "publication"
 TABLE_COUNTS = "table_counts"
 AGGREGATE_TABLES = (CATEGORY_FIGURES, RATING_FIGURES, PRICE_BINS, BOOK_SPLIT, PUBLICATION, TABLE_COUNTS)
 
-# Raised when a table above changes shape or meaning: the server rebuilds older files (serve.py).
+# Raised when a table above changes shape or meaning: the server rebuilds older files (startup.py).
 AGGREGATES_VERSION = 1
 DEFAULT_SPLIT_SEED = 42
 # NOT NULL columns of books and the one direction each index serves: walked forward, an index gives

@@ -2,7 +2,7 @@
 
 A typo or a bad value stops the server with one line that names the key
 (`books-api: unknown key 'max_bodybytes'`); views read the validated ApiConfig, never the raw block.
-`serve.py` runs the same check before it starts Datasette, and the plugin's `startup` hook runs it
+`startup.py` runs the same check before it starts Datasette, and the plugin's `startup` hook runs it
 for a plain `datasette serve`.
 """
 

@@ -334,7 +334,7 @@ async def prediction_summary(request, datasette):
 
 async def _predictions_store(datasette):
     """The operations database, if a batch can be written there: 503 when it is read-only or has no
-    predictions table (operations.py creates it; serve.py migrates before Datasette starts)."""
+    predictions table (operations.py creates it; startup.py migrates before Datasette starts)."""
     ops = operations_database(datasette)
     if not ops.is_mutable:
         raise ApiError(503, f"the {ops.name!r} database is read-only here", "database_read_only")

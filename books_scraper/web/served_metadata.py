@@ -22,7 +22,7 @@ METADATA = PROJECT / "metadata.yml"
 API_PLUGIN = "books-api"
 TOKENS_PLUGIN = "datasette-auth-tokens"
 # The Datasette names of the two databases (from their file names): metadata.yml describes them by
-# these names, serve.py requires the files to be named so, and the API reads them by these names.
+# these names, startup.py requires the files to be named so, and the API reads them by these names.
 BOOKS_DATABASE = "books"
 OPERATIONS_DATABASE = "operations"
 
