@@ -17,6 +17,7 @@ from sqlite_utils import Database
 
 from books_scraper import crawlstats, operations, publish
 from books_scraper.jobs import JOB_SETTING
+from books_scraper.publication import SHUTDOWN
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ class JobReport:
             reason=problem or f"the crawl ended without publishing (reason: {reason})",
             progress=self.progress(),
             crawl_run_id=self.stats.get_value(crawlstats.BOOKS_RUN_ID),
+            stopped=reason == SHUTDOWN,
         )
         logger.info("Scrape job %d %s", self.job_id, status)
         self.db.close()

@@ -64,10 +64,11 @@ RUN_CANCELLED = "cancelled"
 def cancel_run(db: Database, run_id: int, message: str) -> None:
     """A scraping job's crawl stopped on request: its journal entry says `cancelled` instead of the
     `failed` (or, if its process was killed, `running`) it was left with, so an operator does not read
-    it as broken. Like a failed run it published nothing; a published run is never changed."""
+    it as broken, and the job's reason replaces the crawl's own ("stopped by a signal", recorded by
+    publication). Like a failed run it published nothing; a published run is never changed."""
     db.execute(
         f"update {CRAWL_RUNS} set status = ?, message = ?, finished_at = coalesce(finished_at, ?)"
-        " where id = ? and status in ('running', 'failed')",
+        f" where id = ? and status in ('running', 'failed', '{RUN_CANCELLED}')",
         [RUN_CANCELLED, message, utc_now(), run_id],
     )
 
@@ -282,15 +283,17 @@ def job_ended(
     reason: str | None,
     progress: dict[str, Any],
     crawl_run_id: int | None,
+    stopped: bool = False,
 ) -> str:
     """The crawl process's final word; returns the status: succeeded when it published, else
-    cancelled when a cancel was asked (its crawl_runs entry too), else failed."""
+    cancelled when a cancel was asked (its crawl_runs entry too) or a signal stopped the crawl
+    (`stopped`: someone's SIGTERM, with `reason` saying so), else failed."""
     with db.conn:
-        cancelled = bool(db.execute(
+        requested = bool(db.execute(
             f"select cancel_requested from {SCRAPE_JOBS} where id = ?", [job_id]
         ).fetchone()[0])
-        status = SUCCEEDED if published else CANCELLED if cancelled else JOB_FAILED
-        if status == CANCELLED:
+        status = SUCCEEDED if published else CANCELLED if requested or stopped else JOB_FAILED
+        if status == CANCELLED and requested:
             reason = "cancelled on request; the published database was left as it was"
         _finish(db, job_id, {
             "status": status, "published": int(published), "books": books,

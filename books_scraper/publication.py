@@ -3,8 +3,9 @@
 When the spider opens: the crawl lock, a journal entry, the staging copy of the published database
 (handed to the store pipeline with the `staging_opened` signal). When it closes: the sanity checks,
 the retirement of books the site no longer has, the atomic swap and the journal, or a failed run
-that leaves the published file untouched. `publish/status` and `publish/reason` in the crawl stats
-say which, for `scrapy crawl` to set its exit status.
+that leaves the published file untouched; a crawl stopped by a signal (Ctrl-C, SIGTERM) is
+journalled as `cancelled`, not `failed`. `publish/status` and `publish/reason` in the crawl stats
+say whether it published, for `scrapy crawl` to set its exit status.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from books_scraper import crawlstats, operations, publish, storage
 from books_scraper import signals as books_signals
 
 logger = logging.getLogger(__name__)
+
+# Scrapy's finish reason when a signal stopped the crawl: an operator's Ctrl-C (SIGINT) or a SIGTERM
+# (a scraping job's cancel sends one, books_scraper/jobs.py).
+SHUTDOWN = "shutdown"
+STOPPED = "stopped by a signal (Ctrl-C or SIGTERM) before it finished; the published database was left as it was"
 
 
 class Publication:
@@ -111,6 +117,9 @@ class Publication:
         if self.staging is None:
             return  # spider_opened failed: recorded there, nothing to publish
         try:
+            if reason == SHUTDOWN:  # stopped on purpose, not broken: nothing to check or publish
+                self.fail(STOPPED, self.run_record(reason, STOPPED), status=operations.RUN_CANCELLED)
+                return
             problem = self.publication_problem(reason)
             run = self.run_record(reason, problem)
             if problem:
@@ -195,17 +204,19 @@ class Publication:
             logger.info("Retired %d books the site no longer has", removed)
         return removed
 
-    def fail(self, problem: str, run: dict[str, Any]) -> None:
+    def fail(self, problem: str, run: dict[str, Any], status: str = crawlstats.FAILED) -> None:
+        """Throw the staging copy away and journal the run as `status` (failed, or cancelled)."""
         assert self.staging is not None
         self.staging.unlink(missing_ok=True)
-        run = {**run, "status": crawlstats.FAILED, "message": problem, "removed": None}
+        run = {**run, "status": status, "message": problem, "removed": None}
         operations.record_run(self.ops, run)
-        self.report_failure(problem)
+        # A stop the operator asked for is no error.
+        self.report_failure(problem, logging.ERROR if status == crawlstats.FAILED else logging.WARNING)
 
-    def report_failure(self, problem: str) -> None:
+    def report_failure(self, problem: str, level: int = logging.ERROR) -> None:
         self.stats.set_value(crawlstats.PUBLISH_STATUS, crawlstats.FAILED)
         self.stats.set_value(crawlstats.PUBLISH_REASON, problem)
-        logger.error("Not published, %s left untouched: %s", self.published, problem)
+        logger.log(level, "Not published, %s left untouched: %s", self.published, problem)
 
 
 def prepare_staging_db(staging: Path) -> None:

@@ -1,4 +1,5 @@
-"""The real `scrapy crawl books` under faults: broken answers from the site, SIGTERM, a full disk.
+"""The real `scrapy crawl books` under faults: broken answers from the site, a stop by signal (Ctrl-C,
+SIGTERM), a full disk.
 
 What an operator expects of each: a page is fetched again and kept, or counted as failed with its
 reason (`Failed to fetch <url>: <reason>`, `pages/failed/<reason>`, `crawl_runs.errors`) and its
@@ -23,19 +24,22 @@ import pytest
 from sitebuilder import Book, build_site, sample_books
 from sqlite_utils import Database
 from support import (
+    PROJECT,
     SiteServer,
     charset,
     crawl,
+    crawl_command,
+    crawl_env,
     redirect_loop,
     reset,
     short_body,
     slow_body,
-    start_crawl,
     truncated,
     unavailable,
 )
 
 from books_scraper.middlewares import retry_after_seconds
+from books_scraper.publication import STOPPED
 
 # Faults cost seconds at the default settings: one retry, a one-second timeout.
 ATTEMPTS = 2
@@ -243,23 +247,33 @@ def test_a_site_whose_first_page_fails_leaves_the_published_file_identical(site,
 
 # --- Stopped from outside ------------------------------------------------------------------------
 
-def test_sigterm_mid_crawl_stops_gracefully_and_leaves_the_published_file(site, db_path):
+@pytest.mark.parametrize(
+    "signum",
+    [pytest.param(signal.SIGINT, id="ctrl-c"), pytest.param(signal.SIGTERM, id="sigterm")],
+)
+def test_a_crawl_stopped_by_a_signal_is_cancelled_and_leaves_the_published_file(site, db_path, signum):
     before = digest(db_path)
     site.delay = 0.1
-    process = start_crawl(site.url, db_path, CONCURRENT_REQUESTS="2", BOOKS_WRITE_BATCH="5")
+    process = subprocess.Popen(  # SIGINT as at a terminal, even where the test runner ignores it
+        crawl_command(site.url, db_path, CONCURRENT_REQUESTS="2", BOOKS_WRITE_BATCH="5"),
+        cwd=PROJECT, env=crawl_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
+    )
     deadline = time.monotonic() + 30
     while sum(site.requests.values()) < 15 and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=30)
     assert sum(site.requests.values()) < 49, "the crawl ran to the end before the signal"
-    reason = "crawl did not finish normally (reason: shutdown)"
+    assert f"Received {signum.name}, shutting down gracefully" in stderr  # Scrapy's own stop, once
     assert process.returncode == 1
-    assert stderr.strip().splitlines()[-1] == f"crawl failed: {reason}"
+    assert stderr.strip().splitlines()[-1] == f"crawl failed: {STOPPED}"
     assert digest(db_path) == before
     assert not db_path.with_name(".books.db.staging").exists()
     journal = last_run(db_path.with_name("operations.db"))
-    assert (journal["status"], journal["finish_reason"], journal["message"]) == ("failed", "shutdown", reason)
+    # An operator who stopped the crawl reads a cancel, not a failure.
+    assert (journal["status"], journal["finish_reason"], journal["message"]) == ("cancelled", "shutdown", STOPPED)
+    assert journal["finished_at"] and journal["removed"] is None
     assert 0 < journal["books"] < 45  # it stored what it had fetched, then did not publish it
 
 

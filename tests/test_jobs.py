@@ -28,6 +28,7 @@ from support import SiteServer, publish_generated_site, query
 
 from books_scraper import crawlstats, jobs, operations
 from books_scraper.api import scraping
+from books_scraper.publication import STOPPED
 from books_scraper.publish import staging_path
 from books_scraper.web.served_metadata import load_metadata
 
@@ -225,6 +226,30 @@ async def test_a_cancelled_job_stops_and_leaves_the_published_file_as_it_was(ds,
     assert not staging_path(published.path).exists()
     assert_error(await ds.client.delete(job["url"], headers=ADMIN), 409, "job_finished")
     await process_ended(published, job["id"])
+
+
+async def test_a_job_whose_crawl_is_stopped_by_a_signal_is_cancelled_saying_so(ds, published, site):
+    """Not through the API: an operator's `kill` of the crawl process. No cancel was asked, yet the
+    crawl stopped on purpose, not broken: the job and its journal entry say it was a signal."""
+    before = published.path.read_bytes()
+    site.server.delay = 0.5
+    job = await wait_for(ds, (await start(ds))["id"], running)
+    os.kill(job_row(published, job["id"])["pid"], signal.SIGTERM)
+    done = await wait_for(ds, job["id"], ended)
+    assert (done["status"], done["reason"], done["cancel_requested"]) == ("cancelled", STOPPED, False), done
+    assert done["published"] is False and done["books"] is None
+    run = query(published.operations_path, "select status, message, finish_reason from crawl_runs where id = ?", [done["crawl_run_id"]])
+    assert run == [{"status": "cancelled", "message": STOPPED, "finish_reason": "shutdown"}]
+    assert (await ds.client.get("/api/v1/scraping/status", headers=ADMIN)).json() == done
+    health = (await ds.client.get("/api/v1/health")).json()
+    assert health["latest_crawl_attempt"]["status"] == "cancelled"
+    assert published.path.read_bytes() == before
+    assert not staging_path(published.path).exists()
+    await process_ended(published, job["id"])
+
+
+def job_row(published, job_id: int) -> dict:
+    return query(published.operations_path, "select * from scrape_jobs where id = ?", [job_id])[0]
 
 
 async def process_ended(published, job_id: int, timeout: float = 10) -> None:
