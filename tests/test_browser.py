@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from serving import ServeProcess, load_metadata
 from support import query
 
-from books_scraper.serve import PUBLIC_SETTINGS
+from books_scraper.web.served_metadata import PUBLIC_SETTINGS
 
 pytestmark = BROWSER_TEST
 
@@ -125,6 +125,7 @@ def test_dashboard_draws_its_charts(page, published_db):
     for slug, count in bars.items():
         # Vega draws each bar as a path in the chart's SVG: drawn, with every bar, offline.
         expect(page.locator(f"#chart-{slug} svg.marks g.mark-rect path")).to_have_count(count)
+        expect(page.locator(f"#chart-{slug} svg.marks g.mark-text.role-mark text")).to_have_count(0)  # no "no data"
     expect(page.locator("#chart-total-books p")).to_have_text(str(total))
 
     name, count = rows(
@@ -137,6 +138,17 @@ def test_dashboard_draws_its_charts(page, published_db):
     page.wait_for_url("**category=**")
     expect(page.locator("#chart-total-books p")).to_have_text(str(count))
     expect(page.locator("#chart-books-per-category svg.marks g.mark-rect path")).to_have_count(1)
+
+
+def test_a_dashboard_filter_that_matches_nothing_says_so_in_every_chart(page):
+    """Not bare axes: a bookmarked category the catalogue no longer has draws no bar and says why."""
+    charts = load_metadata()["plugins"]["datasette-dashboards"]["books"]["charts"]
+    drawn = [slug for slug, chart in charts.items() if chart["library"] == "vega-lite"]
+    page.goto("/-/dashboards/books?category=No+such+category")
+    expect(page.locator("#chart-total-books p")).to_have_text("0")
+    for slug in drawn:
+        expect(page.locator(f"#chart-{slug} svg.marks g.mark-text.role-mark text")).to_have_text("No data for these filters")
+        expect(page.locator(f"#chart-{slug} svg.marks g.mark-rect path")).to_have_count(0)
 
 
 def test_dashboard_category_filter_names_its_empty_choice(page, published_db):
@@ -167,10 +179,23 @@ def test_operations_dashboard_draws_its_charts(page, published_db):
     }
     charts = load_metadata()["plugins"]["datasette-dashboards"]["operations"]["charts"]
     assert set(charts) == set(bars) and bars["crawl-books"] >= 1
+    empty = {  # what a chart of no rows says instead (the session's crawl stored no predictions)
+        "crawl-books": "No crawl recorded yet",
+        "crawl-duration": "No finished crawl yet",
+        "crawl-drops": "No book dropped by any crawl",
+        "predictions-per-model": "No predictions stored yet",
+        "model-mae": "No predictions scored yet",
+    }
+    assert any(count == 0 for count in bars.values()) and any(count > 0 for count in bars.values())
     page.goto("/-/dashboards/operations")
     for slug, count in bars.items():
         expect(page.locator(f"#chart-{slug} svg.marks")).to_have_count(1)  # drawn, even with no rows
         expect(page.locator(f"#chart-{slug} svg.marks g.mark-rect path")).to_have_count(count)
+        said = page.locator(f"#chart-{slug} svg.marks g.mark-text.role-mark text")
+        if count:
+            expect(said).to_have_count(0)
+        else:
+            expect(said).to_have_text(empty[slug])
 
 
 def test_the_books_table_shows_ten_rows_on_its_first_screen(browser, served, published_db):

@@ -448,7 +448,7 @@ def test_the_operations_dashboard_colours_every_crawl_run_status():
     charts = load_metadata()["plugins"]["datasette-dashboards"]["operations"]["charts"]
     statuses = {"running", crawlstats.PUBLISHED, crawlstats.FAILED, operations.RUN_CANCELLED, "abandoned"}
     for name in ("crawl-books", "crawl-duration"):
-        scale = charts[name]["display"]["encoding"]["color"]["scale"]
+        scale = charts[name]["display"]["layer"][0]["encoding"]["color"]["scale"]
         assert set(scale["domain"]) == statuses, name
         colours = dict(zip(scale["domain"], scale["range"]))
         assert len(set(colours.values())) == len(statuses)
