@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 # Scrapy's finish reason when a signal stopped the crawl: an operator's Ctrl-C (SIGINT) or a SIGTERM
 # (a scraping job's cancel sends one, books_scraper/jobs.py).
 SHUTDOWN = "shutdown"
-STOPPED = "stopped by a signal (Ctrl-C or SIGTERM) before it finished; the published database was left as it was"
+STOPPED = (
+    "stopped by a signal (Ctrl-C or SIGTERM) before it finished; the published database was left as it was"
+)
 
 
 class Publication:
