@@ -15,7 +15,8 @@ from conftest import PublishedDatabase
 from support import query
 
 from books_scraper import storage
-from books_scraper.api import books
+from books_scraper.api import books, web
+from books_scraper.api.errors import ApiError
 from books_scraper.api.params import MAX_OFFSET, SORT_CHOICES, Cursor, Page, encode_cursor
 from books_scraper.storage import BOOK_COLUMNS
 from books_scraper.title_search import TITLE_INDEX, ensure_title_index
@@ -540,6 +541,48 @@ async def test_a_query_stopped_by_the_time_limit_is_a_503_with_retry_after(publi
     body = assert_error(response, 503, "query_timeout")
     assert response.headers["retry-after"].isdigit() and "time limit" in body["error"]
     assert body["details"] == {"time_limit_ms": 1}
+
+
+# Bytes that are not UTF-8 (a lone continuation byte, a cut-short sequence) inside a description.
+NOT_UTF8 = b"Caf\xc3 au lait \x80 \xe2\x82"
+
+
+async def test_a_value_that_is_not_utf8_reads_as_datasette_reads_it(published_copy, api_env):
+    """The book lists read text with sqlite3's own decoder, and Datasette's lenient one (U+FFFD for each
+    bad sequence) when a value is not UTF-8: the answer is what Datasette itself reads, on a page with
+    other books and alone; the connection is left to Datasette as it was."""
+    book_id = value(published_copy.path, "select min(id) from books")
+    db = Database(published_copy.path)
+    db.execute("update books set description = cast(? as text) where id = ?", [NOT_UTF8, book_id])
+    db.conn.commit()
+    db.close()
+    api = make_datasette(published_copy, settings={"num_sql_threads": 1})  # one connection: the one read_rows used
+    expected = NOT_UTF8.decode("utf-8", "replace")
+    assert "\ufffd" in expected
+    one = await get_json(api, f"/api/v1/books/{book_id}")
+    page = await get_json(api, "/api/v1/books?sort=id&limit=5")
+    assert one["description"] == page["books"][0]["description"] == expected
+    assert page["books"][0] == one and [b["id"] for b in page["books"]][0] == book_id
+    neighbour = query(published_copy.path, "select id, description from books order by id limit 1 offset 1")[0]
+    assert page["books"][1]["id"] == neighbour["id"] and page["books"][1]["description"] == neighbour["description"]
+    datasette_reads = await api.get_database("books").execute("select description from books where id = ?", [book_id])
+    assert datasette_reads.single_value() == expected
+
+
+async def test_a_page_read_past_the_time_limit_is_a_503_and_the_connection_reads_on(published_db, api_env):
+    """read_rows stops a query at Datasette's SQL time limit (query_timeout, as for db.execute), then
+    takes its progress handler off the connection: a query after it on the same connection, longer
+    than the limit, runs to its end."""
+    api = make_datasette(published_db, settings={"sql_time_limit_ms": 200, "num_sql_threads": 1})
+    db = api.get_database("books")
+    endless = "with recursive n(i) as (select 1 union all select i + 1 from n) select count(*) from n"
+    with pytest.raises(ApiError) as stopped:
+        await web.read_rows(api, db, endless, {})
+    assert (stopped.value.status, stopped.value.code) == (503, "query_timeout")
+    assert stopped.value.details == {"time_limit_ms": 200}
+    long = "with recursive n(i) as (select 1 union all select i + 1 from n limit 1000000) select count(*) from n"
+    assert await db.execute_fn(lambda conn: conn.execute(long).fetchone()[0]) == 1_000_000
+    assert await web.read_rows(api, db, "select 1 as one, 'two' as two", {}) == [{"one": 1, "two": "two"}]
 
 
 @pytest.mark.parametrize("query_string", [

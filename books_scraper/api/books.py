@@ -21,7 +21,7 @@ from books_scraper.api.errors import ApiError
 from books_scraper.api.params import BOOK_SORTS, TOP_RATED_SORT, page_of, query_values
 from books_scraper.api.web import (
     COUNT_CAP, Keyset, api_route, books_database, cursor_page_body, json_response, keyset_sql, next_cursor,
-    page_body,
+    page_body, read_rows,
 )
 from books_scraper.storage import BOOK_COLUMNS
 from books_scraper.title_search import FOLDED_TITLES, title_match
@@ -364,10 +364,16 @@ def fts_query(text: str) -> str | None:
     return " ".join(f'"{word}"' for word in words) or None
 
 
-def book_json(row) -> dict:
-    book = dict(row)
-    book["in_stock"] = bool(book["in_stock"]) if book["in_stock"] is not None else None
+def book_json(book: dict) -> dict:
+    """A row of the book SELECT (web.read_rows) as the API answers it: in_stock a boolean."""
+    if book["in_stock"] is not None:
+        book["in_stock"] = bool(book["in_stock"])
     return book
+
+
+async def read_books(datasette, db, sql: str, params: dict) -> list[dict]:
+    """The books of a book SELECT as the API answers them, read the cheap way (web.read_rows)."""
+    return [book_json(row) for row in await read_rows(datasette, db, sql, params)]
 
 
 async def list_books(request, datasette):
@@ -403,10 +409,10 @@ async def price_range(request, datasette):
 async def one_book(request, datasette):
     book_id = int(request.url_vars["id"])
     db = books_database(datasette)
-    row = (await db.execute(f"{BOOK_SELECT} where b.id = :id", {"id": book_id})).first()
-    if row is None:
+    found = await read_books(datasette, db, f"{BOOK_SELECT} where b.id = :id", {"id": book_id})
+    if not found:
         raise ApiError(404, f"no book has id {book_id}", "book_not_found", id=book_id)
-    return json_response(book_json(row))
+    return json_response(found[0])
 
 
 async def categories(request, datasette):
@@ -431,7 +437,7 @@ async def _book_page(request, datasette, path: str, filters: BookFilters, args: 
     fetched = []
     if total:  # nothing matches: no page to read
         page_sql, params = list_query(filters, keyset, page, is_many(filters, keyset, total, exact), plan)
-        fetched = [book_json(row) for row in (await db.execute(page_sql, params)).rows]
+        fetched = await read_books(datasette, db, page_sql, params)
     rows, after = next_cursor(path, keyset, fetched, page)
     return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
 
