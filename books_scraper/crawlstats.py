@@ -20,11 +20,12 @@ PAGES_LISTING = "pages/listing"
 PAGES_PRODUCT = "pages/product"
 PAGES_FAILED = "pages/failed"
 PAGES_LISTING_FAILED = "pages/listing_failed"  # a failed listing page: no book is retired
-PUBLISH_STATUS = "publish/status"  # pending, published or failed
+PUBLISH_STATUS = "publish/status"  # pending, published, failed or cancelled
 PUBLISH_REASON = "publish/reason"  # why not published, in one line
 
 PUBLISHED = "published"
 FAILED = "failed"
+CANCELLED = "cancelled"  # stopped by a signal: nothing published, no fault
 
 DROPPED_PREFIX = "books/dropped/"
 FAILED_PREFIX = "pages/failed/"

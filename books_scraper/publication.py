@@ -213,10 +213,10 @@ class Publication:
         run = {**run, "status": status, "message": problem, "removed": None}
         operations.record_run(self.ops, run)
         # A stop the operator asked for is no error.
-        self.report_failure(problem, logging.ERROR if status == crawlstats.FAILED else logging.WARNING)
+        self.report_failure(problem, status, logging.ERROR if status == crawlstats.FAILED else logging.WARNING)
 
-    def report_failure(self, problem: str, level: int = logging.ERROR) -> None:
-        self.stats.set_value(crawlstats.PUBLISH_STATUS, crawlstats.FAILED)
+    def report_failure(self, problem: str, status: str = crawlstats.FAILED, level: int = logging.ERROR) -> None:
+        self.stats.set_value(crawlstats.PUBLISH_STATUS, status)
         self.stats.set_value(crawlstats.PUBLISH_REASON, problem)
         logger.log(level, "Not published, %s left untouched: %s", self.published, problem)
 

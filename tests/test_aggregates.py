@@ -64,7 +64,7 @@ OLD_CHARTS = {
         select count(*) as books from books
         where true [[ and category_id in (select id from categories where name = :category) ]]""",
     "average-price": """
-        select round(avg(price), 2) as average_price from books
+        select iif(count(price) > 0, '£' || printf('%.2f', avg(price)), 'No books') as average_price from books
         where true [[ and category_id in (select id from categories where name = :category) ]]""",
     "books-per-category": """
         select c.name as category, count(*) as books

@@ -267,7 +267,7 @@ def test_a_crawl_stopped_by_a_signal_is_cancelled_and_leaves_the_published_file(
     assert sum(site.requests.values()) < 49, "the crawl ran to the end before the signal"
     assert f"Received {signum.name}, shutting down gracefully" in stderr  # Scrapy's own stop, once
     assert process.returncode == 1
-    assert stderr.strip().splitlines()[-1] == f"crawl failed: {STOPPED}"
+    assert stderr.strip().splitlines()[-1] == f"crawl cancelled: {STOPPED}"
     assert digest(db_path) == before
     assert not db_path.with_name(".books.db.staging").exists()
     journal = last_run(db_path.with_name("operations.db"))

@@ -336,7 +336,7 @@ async def test_dashboard_charts_show_the_catalogue(ds, published_db, filtered):
 
     assert (await chart_query(ds, "total-books", **filters)) == [{"books": len(books)}]
     [average] = await chart_query(ds, "average-price", **filters)
-    assert average["average_price"] == pytest.approx(mean(b["price"] for b in books), abs=ROUNDED)
+    assert average["average_price"] == f"£{mean(b['price'] for b in books):.2f}"
     per_category = await chart_query(ds, "books-per-category", **filters)
     assert {(r["category"], r["books"]) for r in per_category} == set(
         Counter(b["category"] for b in books).items()
@@ -352,6 +352,10 @@ async def test_dashboard_charts_show_the_catalogue(ds, published_db, filtered):
     for row in by_rating:
         prices = [b["price"] for b in books if b["rating"] == row["rating"]]
         assert row["average_price"] == pytest.approx(mean(prices), abs=ROUNDED)
+
+
+async def test_the_average_price_says_no_books_when_a_filter_matches_none(ds):
+    assert await chart_query(ds, "average-price", category="No such category") == [{"average_price": "No books"}]
 
 
 async def test_metadata_describes_every_column(ds, published_db):

@@ -31,8 +31,9 @@ class Command(ScrapyCrawlCommand):
         if self.crawler_process.bootstrap_failed:
             self.fail(reason or "the crawl could not start (see the log)")
         elif status not in (None, crawlstats.PUBLISHED):
-            self.fail(reason or "the database was not published (see the log)")
+            outcome = "cancelled" if status == crawlstats.CANCELLED else "failed"
+            self.fail(reason or "the database was not published (see the log)", outcome)
 
-    def fail(self, reason: str) -> None:
-        print(f"crawl failed: {reason}", file=sys.stderr)
+    def fail(self, reason: str, outcome: str = "failed") -> None:
+        print(f"crawl {outcome}: {reason}", file=sys.stderr)  # either way nothing was published: exit 1
         self.exitcode = 1
