@@ -418,7 +418,7 @@ async def one_book(request, datasette):
 
 async def categories(request, datasette):
     page = page_of(query_values("/api/v1/categories", request.args))
-    rows = [dict(row) for row in (await books_database(datasette).execute(CATEGORY_COUNTS_SELECT)).rows]
+    rows = await read_rows(datasette, books_database(datasette), CATEGORY_COUNTS_SELECT, {})
     window = rows[page.offset : page.offset + page.limit]
     return json_response(page_body(request, datasette, "categories", window, len(rows), page))
 
