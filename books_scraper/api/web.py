@@ -30,8 +30,8 @@ COUNT_CAP = 10_000
 Handler = Callable[[Any, Any], Awaitable[Any]]
 
 
-# json.dumps(data, default=str) made once: the same text; no check for a list or dict inside itself,
-# which an answer built from rows never is (the check costs a set lookup per book).
+# json.dumps(data, default=str) made once: the same text. No check for a list or dict inside itself,
+# which an answer built from rows never is (the check keeps a marker for every list and dict encoded).
 JSON_ENCODER = json.JSONEncoder(default=str, check_circular=False)
 
 
