@@ -23,11 +23,10 @@ from typing import Any, TextIO
 import jwt
 import yaml
 
-from books_scraper.api.config import User
+from books_scraper.api.config import User, usable_secret
 
 ALGORITHM = "HS256"
 ISSUER = "books-api"
-MIN_SECRET_BYTES = 32
 PBKDF2_ITERATIONS = 600_000
 METADATA = Path(__file__).resolve().parents[2] / "metadata.yml"
 
@@ -69,10 +68,6 @@ def find_user(users: Iterable[User], username: str, password: str) -> User | Non
             verify_password(password, decoy.password_hash)
         return None
     return match if verify_password(password, match.password_hash) else None
-
-
-def usable_secret(secret: str | None) -> bool:
-    return bool(secret) and len(secret.encode()) >= MIN_SECRET_BYTES
 
 
 def issue_token(

@@ -32,7 +32,12 @@ RATE_LIMITS = {
     "scraping_jobs_per_actor": "10/minute",  # POST /api/v1/scraping/jobs and /trigger, per actor or address
 }
 CORS_KEYS = ("origins",)
+MIN_SECRET_BYTES = 32  # the JWT signing secret's least length (HS256 wants the hash's 32 bytes)
 ORIGIN = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?", re.IGNORECASE)
+
+
+def usable_secret(secret: str | None) -> bool:
+    return bool(secret) and len(secret.encode()) >= MIN_SECRET_BYTES
 
 
 class ConfigError(click.ClickException):
