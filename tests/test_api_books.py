@@ -340,9 +340,16 @@ PLANS = [
 ]
 
 
-@pytest.mark.parametrize("cap", PLANS)
+# And a walk stopped at its WALK_STEPS (here at once), which gives way to the matching ids sorted.
+STOPPED_WALK = "stopped"
+
+
+@pytest.mark.parametrize("cap", [*PLANS, pytest.param(STOPPED_WALK, id="walk-stopped-then-matching-ids")])
 @pytest.mark.parametrize("path,where,sort", KEYSET_LISTS)
 async def test_following_next_pages_through_the_sql_order_once(api, published_db, monkeypatch, path, where, sort, cap):
+    if cap == STOPPED_WALK:
+        monkeypatch.setattr(books, "WALK_STEPS", 1)
+        cap = 5
     if cap is not None:
         monkeypatch.setattr(books, "COUNT_CAP", cap)
         monkeypatch.setattr(books, "CATEGORY_GATHER_MAX", cap)
@@ -583,6 +590,20 @@ async def test_a_page_read_past_the_time_limit_is_a_503_and_the_connection_reads
     long = "with recursive n(i) as (select 1 union all select i + 1 from n limit 1000000) select count(*) from n"
     assert await db.execute_fn(lambda conn: conn.execute(long).fetchone()[0]) == 1_000_000
     assert await web.read_rows(api, db, "select 1 as one, 'two' as two", {}) == [{"one": 1, "two": "two"}]
+
+
+async def test_a_read_stopped_at_its_steps_says_so_and_the_connection_reads_on(published_db, api_env):
+    """read_rows with max_steps stops a query after that many SQLite instructions (TooManySteps, for
+    the caller to take another plan), not as a timeout, and leaves the connection as it was."""
+    api = make_datasette(published_db, settings={"num_sql_threads": 1})
+    db = api.get_database("books")
+    endless = "with recursive n(i) as (select 1 union all select i + 1 from n) select count(*) from n"
+    with pytest.raises(web.TooManySteps):
+        await web.read_rows(api, db, endless, {}, max_steps=100_000)
+    short = "with recursive n(i) as (select 1 union all select i + 1 from n limit 10) select count(*) as n from n"
+    assert await web.read_rows(api, db, short, {}, max_steps=100_000) == [{"n": 10}]
+    long = "with recursive n(i) as (select 1 union all select i + 1 from n limit 100000) select count(*) from n"
+    assert await db.execute_fn(lambda conn: conn.execute(long).fetchone()[0]) == 100_000
 
 
 @pytest.mark.parametrize("query_string", [

@@ -22,7 +22,7 @@ from books_scraper.api.errors import ApiError
 from books_scraper.api.params import BOOK_SORTS, TOP_RATED_SORT, page_of, query_values
 from books_scraper.api.web import (
     COUNT_CAP, Keyset, api_route, books_database, cursor_page_body, json_response, keyset_sql, next_cursor,
-    page_body, read_rows,
+    TooManySteps, page_body, read_rows,
 )
 from books_scraper.storage import BOOK_COLUMNS
 from books_scraper.title_search import FOLDED_TITLES, title_match
@@ -44,6 +44,14 @@ NARROW_INDEX = "idx_books_id_category_id_rating_price_in_stock_title"
 # figure), read from the category index: a walk of the price or title index could pass many books of
 # other categories first.
 CATEGORY_GATHER_MAX = 50_000
+# The most SQLite instructions a walk of a sort's index may take (about 7 a book: some 13,000 books,
+# 0.1 s at 1M) before the page sorts the matching ids instead, which costs at most about 0.2 s at 1M
+# whatever matches. Many matches usually fill a page in a short walk, but not when they lie together
+# far along the sort's order (a price range sorted by title meets 200,000 other books first at 1M).
+WALK_STEPS = 100_000
+# Then the matching ids are sorted when there are at most this many (sorting 27,000 by title takes
+# 0.2 s at 1M, 800,000 take 5 s); more than that lie along the whole order and the walk goes on.
+GATHER_MAX = 100_000
 # Columns of a few distinct values: their index is worth less than any other filter's.
 WEAK_COLUMNS = {"rating", "in_stock"}
 # /api/v1/categories: every category with its book count, from the figures computed at publication.
@@ -151,8 +159,11 @@ def keyset_of(sort: str) -> Keyset:
 MATCHES_SET, OTHERS_SET, STREAM = "matches-set", "others-set", "stream"
 
 
-def matching_ids_sql(conditions: list[Condition], sort_column: str | None = None, plan: str = MATCHES_SET) -> str:
-    """The ids of the books that pass every condition, at most COUNT_CAP + 1 of them, found the
+def matching_ids_sql(
+    conditions: list[Condition], sort_column: str | None = None, plan: str = MATCHES_SET, cap: int | None = COUNT_CAP
+) -> str:
+    """The ids of the books that pass every condition, at most cap + 1 of them (all with no cap),
+    found the
     cheap way, each with its `sort_column` if one is named (read from the index that finds them when
     it holds the column, else from the book). A full-text filter alone: its index's matches,
     streamed. Else by an index of the other filters (not a weak one's when another filter has one),
@@ -160,7 +171,7 @@ def matching_ids_sql(conditions: list[Condition], sort_column: str | None = None
     as a set (the larger read once, streamed), and when both are large a dense intersection is found
     by streaming the matches, which stops at the cap."""
     driver = next((c for c in conditions if c.matching_ids), None)
-    limit = f" limit {COUNT_CAP + 1}"
+    limit = f" limit {cap + 1}" if cap is not None else ""
     sort_value = f", b.{sort_column} as {sort_column}" if sort_column else ""
     if driver is not None and len(conditions) == 1:  # the index's matches alone: no book to read
         if sort_column is None:
@@ -182,12 +193,12 @@ def matching_ids_sql(conditions: list[Condition], sort_column: str | None = None
     return f"select b.id as id{sort_value} from books b where b.id in ({ids})" if sort_column else ids
 
 
-def count_sql(conditions: list[Condition], plan: str = MATCHES_SET) -> str:
-    """A count of the matching books that stops at COUNT_CAP + 1: a title term alone counts the
-    positions in its index, no book or id read."""
+def count_sql(conditions: list[Condition], plan: str = MATCHES_SET, cap: int = COUNT_CAP) -> str:
+    """A count of the matching books that stops at cap + 1: a title term alone counts the positions
+    in its index, no book or id read."""
     if len(conditions) == 1 and conditions[0].positions:
-        return f"select count(*) from ({conditions[0].positions} limit {COUNT_CAP + 1})"
-    return f"select count(*) from ({matching_ids_sql(conditions, plan=plan)})"
+        return f"select count(*) from ({conditions[0].positions} limit {cap + 1})"
+    return f"select count(*) from ({matching_ids_sql(conditions, plan=plan, cap=cap)})"
 
 
 def sides_sql(filters: BookFilters) -> tuple[str, str, str, dict] | None:
@@ -308,7 +319,9 @@ def title_order_query(filters: BookFilters, keyset: Keyset, page) -> tuple[str, 
     return page_sql, params
 
 
-def list_query(filters: BookFilters, keyset: Keyset, page, many: bool, plan: str = MATCHES_SET) -> tuple[str, dict]:
+def list_query(
+    filters: BookFilters, keyset: Keyset, page, many: bool, plan: str = MATCHES_SET, cap: int | None = COUNT_CAP
+) -> tuple[str, dict]:
     """(page SQL, params) for a filtered, sorted page of books (limit + 1 rows).
 
     Few matches: the page is cut from the matching ids and their sort values, sorted. Many (`many`):
@@ -316,7 +329,8 @@ def list_query(filters: BookFilters, keyset: Keyset, page, many: bool, plan: str
     least COUNT_CAP books of the catalogue match, a short walk). A full-text filter alone, by id: the
     first of its matches (its index holds them in id order). Either way only ids and sort values are
     sorted and walked; the page's rows are read last, limit + 1 of them. A title term alone sorted by
-    title: the first limit + 1 of its matches in the title index's order (title_order_query)."""
+    title: the first limit + 1 of its matches in the title index's order (title_order_query). The
+    matching ids sorted are at most cap + 1 (all with no cap: after a walk that gave up, WALK_STEPS)."""
     title_ordered = title_order_query(filters, keyset, page)
     if title_ordered is not None:
         return title_ordered
@@ -327,7 +341,7 @@ def list_query(filters: BookFilters, keyset: Keyset, page, many: bool, plan: str
     elif conditions and not many and only_categories(filters):
         source, tests = "books b", [c.sql() for c in conditions]  # the category index: the only one
     elif conditions and not many:
-        source, tests = f"({matching_ids_sql(conditions, column, plan)}) b", []
+        source, tests = f"({matching_ids_sql(conditions, column, plan, cap)}) b", []
     else:
         hint = f"indexed by {SORT_INDEXES[column]}" if column else "not indexed"  # not indexed: rowid order
         source, tests = f"books b {hint}", [c.sql(use_index=c.column == column) for c in conditions]
@@ -372,9 +386,9 @@ def book_json(book: dict) -> dict:
     return book
 
 
-async def read_books(datasette, db, sql: str, params: dict) -> list[dict]:
+async def read_books(datasette, db, sql: str, params: dict, max_steps: int | None = None) -> list[dict]:
     """The books of a book SELECT as the API answers them, read the cheap way (web.read_rows)."""
-    return [book_json(row) for row in await read_rows(datasette, db, sql, params)]
+    return [book_json(row) for row in await read_rows(datasette, db, sql, params, max_steps)]
 
 
 async def list_books(request, datasette):
@@ -423,6 +437,15 @@ async def categories(request, datasette):
     return json_response(page_body(request, datasette, "categories", window, len(rows), page))
 
 
+async def gathered_or_walked(db, filters: BookFilters, keyset: Keyset, page, plan: str) -> tuple[str, dict]:
+    """After a walk that gave up (WALK_STEPS): the matching ids sorted when there are at most
+    GATHER_MAX of them (counted to GATHER_MAX + 1), else the walk without its bound."""
+    conditions, params = where_clause(filters)
+    matches = (await db.execute(count_sql(conditions, plan, GATHER_MAX), params)).single_value()
+    many = matches > GATHER_MAX
+    return list_query(filters, keyset, page, many, plan, None)
+
+
 async def _book_page(request, datasette, path: str, filters: BookFilters, args: dict):
     page = page_of(args, path)
     keyset = keyset_of(args["sort"])
@@ -445,8 +468,12 @@ async def _book_page(request, datasette, path: str, filters: BookFilters, args: 
     if fetched is None:
         fetched = []
         if total:  # nothing matches: no page to read
-            page_sql, params = list_query(filters, keyset, page, is_many(filters, keyset, total, exact), plan)
-            fetched = await read_books(datasette, db, page_sql, params)
+            many = is_many(filters, keyset, total, exact)
+            page_sql, params = list_query(filters, keyset, page, many, plan)
+            try:
+                fetched = await read_books(datasette, db, page_sql, params, WALK_STEPS if many else None)
+            except TooManySteps:  # the matches lie far along the sort's order
+                fetched = await read_books(datasette, db, *await gathered_or_walked(db, filters, keyset, page, plan))
     rows, after = next_cursor(path, keyset, fetched, page)
     return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
 

@@ -210,23 +210,30 @@ def _too_large(max_bytes: int) -> ApiError:
     return ApiError(413, f"the request body is larger than {max_bytes} bytes", "payload_too_large")
 
 
-async def read_rows(datasette, db, sql: str, params: dict) -> list[dict]:
+class TooManySteps(Exception):
+    """A query of read_rows stopped at its max_steps: the caller has a plan whose cost is bounded."""
+
+
+async def read_rows(datasette, db, sql: str, params: dict, max_steps: int | None = None) -> list[dict]:
     """The rows of one of the API's own queries (a page of at most 1,001 rows) as dicts, read the
     cheap way, under Datasette's SQL time limit (a 503 past it, as for db.execute). Plain tuples
     zipped with the column names, outside the result budget Datasette's connections apply to
     clients' queries (web/query_limits.py: a Python call per row), and text decoded by sqlite3 itself
     rather than by Datasette's lenient decoder (a Python call per value), which decodes only when a
     value is not UTF-8, so every value reads as Datasette reads it. At 1M books this halves the cost
-    of reading a page of 50 books (docs/benchmarks.md)."""
+    of reading a page of 50 books (docs/benchmarks.md).
+
+    With max_steps, TooManySteps once SQLite has run that many instructions (counted in thousands):
+    a bound on the work, the same for the same data, unlike a time limit."""
     limit_ms = datasette.setting("sql_time_limit_ms")
-    return await db.execute_fn(lambda conn: _read_rows(conn, sql, params, limit_ms))
+    return await db.execute_fn(lambda conn: _read_rows(conn, sql, params, Stop(limit_ms, max_steps)))
 
 
-def _read_rows(conn: sqlite3.Connection, sql: str, params: dict, limit_ms: int) -> list[dict]:
+def _read_rows(conn: sqlite3.Connection, sql: str, params: dict, stop: Stop) -> list[dict]:
     lenient = conn.text_factory  # Datasette's: bytes that are not UTF-8 read as U+FFFD
     conn.text_factory = str  # each execute_fn runs on a connection only its thread uses
     try:
-        with time_limit(conn, limit_ms):
+        with stopping(conn, stop):
             try:
                 return _fetch_dicts(conn, sql, params)
             except sqlite3.OperationalError as error:
@@ -236,7 +243,9 @@ def _read_rows(conn: sqlite3.Connection, sql: str, params: dict, limit_ms: int) 
                 return _fetch_dicts(conn, sql, params)
     except sqlite3.OperationalError as error:
         if error.args == ("interrupted",):
-            raise query_interrupted(limit_ms) from None
+            if stop.out_of_steps:
+                raise TooManySteps(sql) from None
+            raise query_interrupted(stop.limit_ms) from None
         raise
     finally:
         conn.text_factory = lenient
@@ -254,12 +263,31 @@ def _fetch_dicts(conn: sqlite3.Connection, sql: str, params: dict) -> list[dict]
     return [dict(zip(names, row)) for row in rows]
 
 
+class Stop:
+    """A progress handler that stops a statement after limit_ms, as Datasette's own time limit does
+    (checked every 1000 SQLite instructions, every one at 20 ms or less), or after max_steps
+    instructions."""
+
+    def __init__(self, limit_ms: int, max_steps: int | None = None) -> None:
+        self.limit_ms = limit_ms
+        self.every = 1 if limit_ms <= 20 else 1000
+        self.deadline = float("inf")  # set as the statement starts (stopping)
+        self.calls_left = None if max_steps is None else max(1, max_steps // self.every)
+        self.out_of_steps = False
+
+    def __call__(self) -> bool:
+        if self.calls_left is not None:
+            self.calls_left -= 1
+            if self.calls_left < 0:
+                self.out_of_steps = True
+                return True
+        return time.perf_counter() >= self.deadline
+
+
 @contextmanager
-def time_limit(conn: sqlite3.Connection, limit_ms: int) -> Iterator[None]:
-    """Stop the connection's statements after limit_ms (sqlite3.OperationalError "interrupted"), as
-    Datasette's own time limit does: checked every 1000 SQLite instructions, every one at 20 ms or less."""
-    deadline = time.perf_counter() + limit_ms / 1000
-    conn.set_progress_handler(lambda: time.perf_counter() >= deadline, 1 if limit_ms <= 20 else 1000)
+def stopping(conn: sqlite3.Connection, stop: Stop) -> Iterator[None]:
+    stop.deadline = time.perf_counter() + stop.limit_ms / 1000
+    conn.set_progress_handler(stop, stop.every)
     try:
         yield
     finally:
