@@ -4,6 +4,7 @@ totals, the title index against Python's casefold, bad input (and a stopped quer
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections import Counter
 from dataclasses import replace
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -14,12 +15,14 @@ from api_support import assert_error, make_datasette, value
 from conftest import PublishedDatabase
 from support import query
 
-from books_scraper import storage
+from books_scraper import storage, title_search
 from books_scraper.api import books, web
 from books_scraper.api.errors import ApiError
 from books_scraper.api.params import MAX_OFFSET, SORT_CHOICES, Cursor, Page, encode_cursor
 from books_scraper.storage import BOOK_COLUMNS
-from books_scraper.title_search import TITLE_INDEX, ensure_title_index
+from books_scraper.title_search import (
+    FOLDED_TITLES, TITLE_INDEX, TITLE_TRIGRAMS, ensure_title_index, title_match,
+)
 
 BOOK_KEYS = set(BOOK_COLUMNS) | {"category", "category_slug"}
 PAGE_KEYS = {"books", "total", "total_exact", "limit", "offset", "next"}
@@ -710,3 +713,41 @@ def test_a_title_search_by_title_is_a_read_of_the_index_in_its_order(published_d
     assert books.title_order_query(books.BookFilters(title_like="Th"), books.keyset_of(sort), page) is None
     assert books.title_order_query(replace(filters, category_like="e"), books.keyset_of(sort), page) is None
     assert books.title_order_query(filters, books.keyset_of("price"), page) is None
+
+
+def sqlite_steps(path, sql: str, params: dict) -> tuple[list[int], int]:
+    """(the ids a query returns, sorted; the SQLite instructions it took)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    steps = Counter()
+    conn.set_progress_handler(lambda: steps.update(["step"]) and 0, 1)
+    try:
+        ids = sorted(row[0] for row in conn.execute(sql, params))
+    finally:
+        conn.close()
+    return ids, steps["step"]
+
+
+@pytest.mark.parametrize("length,few", [(1, 5), (2, 2)])
+def test_a_rare_short_term_is_looked_up_by_its_trigrams_and_a_common_one_scanned(tmp_path, monkeypatch, length, few):
+    """A term shorter than a trigram that few of the vocabulary's trigrams contain reads those
+    trigrams' matches, not every title; one that many contain scans the titles, as before. Either
+    way the ids are those of the scan. (3,000 books with 10 titles: the vocabulary is far smaller
+    than the titles, as in a large catalogue, so `few` trigrams make a term rare here.)"""
+    monkeypatch.setattr(title_search, "FEW_TRIGRAMS", few)
+    db = storage.open_books_db(str(tmp_path / "books.db"))
+    storage.save_books(db, [tied_record(n, TIED_TITLES[n % len(TIED_TITLES)]) for n in range(1, 3001)])
+    storage.ensure_db_shape(db)
+    db.close()
+    path = tmp_path / "books.db"
+    vocabulary = [row["trigram"] for row in query(path, f"select trigram from {TITLE_TRIGRAMS}")]
+    holding = Counter(term for trigram in vocabulary for term in {trigram[i:i + length] for i in range(4 - length)})
+    rare = min((term for term in holding if term.strip()), key=lambda term: (holding[term], term))
+    common = max(holding, key=lambda term: (holding[term], term))
+    assert holding[rare] <= few < holding[common]
+    scan = f"select id from {FOLDED_TITLES} where instr(title, :title_folded) > 0"
+    for term, cheaper in ((rare, True), (common, False)):
+        match = title_match(term)
+        ids, steps = sqlite_steps(path, match.matching_ids, match.params)
+        scanned, scan_steps = sqlite_steps(path, scan, match.params)
+        assert ids == scanned and ids, term
+        assert (steps * 2 < scan_steps) == cheaper, (term, steps, scan_steps)
