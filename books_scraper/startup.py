@@ -99,12 +99,20 @@ def config_problem(metadata: dict, environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def crawl(books_db: Path, operations_db: Path) -> None:
-    """Run `scrapy crawl books` (BOOKS_START_URL and friends come from the environment)."""
+def crawl(books_db: Path, operations_db: Path) -> tuple[int, bool]:
+    """Run `scrapy crawl books` (BOOKS_START_URL and friends come from the environment): its exit
+    status, and whether Ctrl-C stopped it. A Ctrl-C at the terminal reaches the crawl too, which
+    stops cleanly (journalled as cancelled, nothing published): this waits for it to finish."""
     logger.warning("no books database at %s: crawling first", books_db)
     command = [sys.executable, "-m", "scrapy", "crawl", "books"]
     command += ["-s", f"BOOKS_DB_PATH={books_db}", "-s", f"BOOKS_OPS_DB_PATH={operations_db}"]
-    subprocess.run(command, cwd=PROJECT, check=True)
+    process = subprocess.Popen(command, cwd=PROJECT)
+    interrupted = False
+    while True:
+        try:
+            return process.wait(), interrupted
+        except KeyboardInterrupt:
+            interrupted = True  # a second Ctrl-C makes Scrapy stop at once; still wait
 
 
 def outdated(books_db: Path) -> str | None:
@@ -190,10 +198,11 @@ def main(argv: Sequence[str] | None = None, spawned: Spawned | None = None) -> N
         sys.exit(f"serve: {error}")
     ensure_operations_db(args.operations_db)
     if not args.books_db.exists():
-        try:
-            crawl(args.books_db, args.operations_db)
-        except subprocess.CalledProcessError as error:
-            sys.exit(f"the first crawl failed (exit {error.returncode}); nothing to serve")
+        status, interrupted = crawl(args.books_db, args.operations_db)
+        if interrupted:
+            sys.exit("serve: stopped during the first crawl; nothing to serve")
+        if status != 0:
+            sys.exit(f"serve: the first crawl failed (exit {status}); nothing to serve")
     try:
         bring_up_to_date(args.books_db)
     except publish.CrawlLocked:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 from api_support import ENV, TOKENS
-from serving import ServeProcess
+from serving import ServeProcess, free_port
 from sitebuilder import build_site, sample_books
 from support import PROJECT, SiteServer, query, wait_until
 
@@ -190,6 +191,35 @@ def test_the_first_worker_starts_before_the_first_crawl_and_serves_after_it(tmp_
             assert server.workers() == spawned
         finally:
             server.stop()
+
+
+def test_ctrl_c_during_the_first_crawl_stops_it_cleanly_and_says_so_in_one_line(tmp_path):
+    """Ctrl-C at the terminal reaches the whole process group: the crawl stops cleanly (cancelled,
+    nothing published), the waiting worker quietly, and serve says why it stops, no traceback."""
+    build_site(tmp_path / "site", sample_books(45))
+    with SiteServer(tmp_path / "site") as site:
+        site.delay = 0.3
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKS_")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "books_scraper.serve", "--port", str(free_port()), "--books-db",
+             str(tmp_path / "books.db"), "--operations-db", str(tmp_path / "operations.db")],
+            cwd=PROJECT, env={**env, "BOOKS_START_URL": site.url}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),  # as at a terminal
+        )
+        try:
+            wait_until(lambda: site.requests, 30)
+            os.killpg(process.pid, signal.SIGINT)
+            output, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 1
+    assert output.strip().splitlines()[-1] == "serve: stopped during the first crawl; nothing to serve"
+    assert "Traceback" not in output
+    assert not (tmp_path / "books.db").exists()
+    [run] = query(tmp_path / "operations.db", "select status from crawl_runs")
+    assert run["status"] == "cancelled"
 
 
 def test_a_worker_never_assigned_exits_quietly_when_the_supervisor_stops():

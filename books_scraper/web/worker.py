@@ -191,6 +191,7 @@ def receive_assignment(control_fd: int) -> Assignment | None:
 
 
 def preload() -> None:
+    """Import the modules of PLUGIN_PACKAGES, while the supervisor gets ready."""
     for package in PLUGIN_PACKAGES:
         for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
             if module.name not in ("worker", "supervisor"):  # this process's own code, and not needed
@@ -225,15 +226,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_process_logging(os.environ)  # as the supervisor's; the startup hook takes over from it
     args = parse_args(argv)
     die_with_parent(args.parent)
-    preload()
-    assignment = receive_assignment(args.control_fd)
-    if assignment is None:
-        return
-    os.environ.update(assignment.environment)  # before anything reads it: crawl jobs inherit it
     try:
+        preload()
+        assignment = receive_assignment(args.control_fd)
+        if assignment is None:
+            return
+        os.environ.update(assignment.environment)  # before anything reads it: crawl jobs inherit it
         asyncio.run(serve(assignment))
     except KeyboardInterrupt:
-        pass  # Ctrl-C at a terminal reaches every worker too: uvicorn has already stopped gracefully
+        # Ctrl-C at a terminal reaches every worker too, waiting for its assignment (say during the
+        # first crawl) or serving (uvicorn has already stopped gracefully): the supervisor says the rest.
+        pass
 
 
 if __name__ == "__main__":
