@@ -8,6 +8,7 @@ from books_scraper.api import books
 @hookimpl
 def prepare_connection(conn):
     books.add_sql_functions(conn)
+    books.open_search_indexes(conn)
 
 
 @hookimpl

@@ -25,7 +25,7 @@ from books_scraper.api.web import (
     TooManySteps, page_body, read_rows,
 )
 from books_scraper.storage import BOOK_COLUMNS
-from books_scraper.title_search import FOLDED_TITLES, title_match
+from books_scraper.title_search import FOLDED_TITLES, TITLE_INDEX, title_match
 
 
 def book_select(books: str = "books b") -> str:
@@ -40,6 +40,7 @@ BOOK_SELECT = book_select()
 SORT_INDEXES = {"price": "idx_books_price", "rating": "idx_books_rating", "title": "idx_books_title"}
 # Every filtered and sorted column by id: a book found by id is tested without reading its wide row.
 NARROW_INDEX = "idx_books_id_category_id_rating_price_in_stock_title"
+FTS_TABLE = "books_fts"  # the books' full-text index (sqlite-utils' enable_fts: title, description)
 # A list filtered by category alone sorts its books up to this many (the count is the category's
 # figure), read from the category index: a walk of the price or title index could pass many books of
 # other categories first.
@@ -365,6 +366,17 @@ def casefold(text):
 def add_sql_functions(conn: sqlite3.Connection) -> None:
     """For the case-insensitive search: SQLite's LIKE folds ASCII letters only."""
     conn.create_function("casefold", 1, casefold, deterministic=True)
+
+
+def open_search_indexes(conn: sqlite3.Connection) -> None:
+    """Open a books connection's full-text tables before any query runs on it. FTS5 opens a table
+    on its first use in a connection by running SQL of its own, and a query stopped by the time limit
+    in the middle of that fails as "vtable constructor failed" (a 500), not as interrupted."""
+    found = conn.execute(
+        "select name from sqlite_master where type = 'table' and name in (?, ?)", (TITLE_INDEX, FTS_TABLE)
+    ).fetchall()
+    for (name,) in found:
+        conn.execute(f"select 1 from [{name}] limit 0").fetchall()
 
 
 def like_pattern(text: str) -> str:
