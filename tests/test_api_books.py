@@ -322,6 +322,10 @@ KEYSET_LISTS = [
       for sort in ("id", "-id", "price")),
     pytest.param("/api/v1/books?q=the&min_rating=2&sort=-rating", f"{WITH_THE} and b.rating >= 2", "-rating",
                  id="books-full-text-rated-2-up-by-rating"),
+    *(pytest.param(f"/api/v1/books?category=DEFAULT&min_rating={rating}&sort={sort}",
+                   f"b.category_id in (select id from categories where name = 'Default') and b.rating >= {rating}",
+                   sort, id=f"books-in-a-category-rated-{rating}-up-by-{sort}")
+      for rating, sort in ((1, "-price"), (2, "price"))),
     pytest.param("/api/v1/books/price-range?min=20&max=40", "b.price between 20 and 40", "price", id="price-range"),
     pytest.param("/api/v1/books/price-range?min=20&sort=-title", "b.price >= 20", "-title", id="price-range-by-title"),
     pytest.param("/api/v1/books/top-rated?", "", "-rating", id="top-rated"),
@@ -751,3 +755,26 @@ def test_a_rare_short_term_is_looked_up_by_its_trigrams_and_a_common_one_scanned
         scanned, scan_steps = sqlite_steps(path, scan, match.params)
         assert ids == scanned and ids, term
         assert (steps * 2 < scan_steps) == cheaper, (term, steps, scan_steps)
+
+
+@pytest.mark.parametrize("sort", ["price", "-price"])
+@pytest.mark.parametrize("after", [None, Cursor("price", 30.0, 500)])
+def test_a_category_and_a_lowest_rating_by_price_merge_the_runs_of_an_index(published_db, sort, after):
+    """Each (category, rating) run read from the category-rating index in price order, a page of
+    it at most: no run is sorted whole (SQLite sorts only ties of a price by id)."""
+    filters = books.BookFilters(category="default", min_rating=3)
+    keyset = books.keyset_of(sort)
+    page = Page(limit=20, offset=0, after=after and Cursor(sort, after.value, after.id))
+    assert books.rating_runs_apply(filters, keyset, page)
+    sql, params = books.rating_runs_query([1, 2], filters, keyset, page)
+    plan = [row["detail"] for row in query(published_db.path, f"explain query plan {sql}", params)]
+    runs = [step for step in plan if books.RATING_RUNS_INDEX in step]
+    assert len(runs) == 2 * 3 * (2 if after else 1), plan  # categories x ratings 3-5 (x 2 ranges after a cursor)
+    assert all("(category_id=? AND rating=?" in step for step in runs), runs
+    # A run's rows come in price order; only the cursor's own price, a range of ties, is sorted by id.
+    whole_sorts = [step for step, following in zip(plan, plan[1:]) if books.RATING_RUNS_INDEX in step
+                   and "price=?" not in step and following == "USE TEMP B-TREE FOR ORDER BY"]
+    assert not whole_sorts, plan
+    for other in (replace(filters, min_rating=None), replace(filters, in_stock=True), replace(filters, category=None)):
+        assert not books.rating_runs_apply(other, keyset, page)
+    assert not books.rating_runs_apply(filters, books.keyset_of("title"), page)
