@@ -35,6 +35,9 @@ TRIGRAM = 3  # characters per trigram: shorter folded terms cannot use the index
 # up by them ('é': 3 of them, 4 ms at 1M books, against 280 ms scanning every title); in more, it is
 # common ('e': 890), and a scan of the titles finds its many matches soon.
 FEW_TRIGRAMS = 100
+# Looking a term up by its trigrams reads the vocabulary about this many times: worth it only when
+# that is less than reading every title (at 1,000 books the vocabulary has 4,422 trigrams).
+VOCABULARY_READS = 4
 
 
 def fold(text: str) -> str:
@@ -109,11 +112,15 @@ def title_match(term: str, id_column: str = "b.id") -> TitleMatch:
         )
     # Shorter than a trigram: the trigrams of the index's vocabulary that contain the term, ORed, and
     # the titles too short for a trigram (a partial index); or, when more than FEW_TRIGRAMS contain
-    # it (a common letter or pair, which many titles hold, soon found), instr() over the folded
-    # titles. A side's LIMIT 0 turns it off before SQLite reads any of it. '""' (an empty phrase)
+    # it (a common letter or pair, which many titles hold, soon found) or the vocabulary is not much
+    # smaller than the titles (a small catalogue), instr() over the folded titles. A side's LIMIT 0
+    # turns it off before SQLite reads any of it. '""' (an empty phrase)
     # matches nothing, for a term no trigram contains.
-    few = (f"(select count(*) <= {FEW_TRIGRAMS} from (select 1 from {TITLE_TRIGRAMS}"
-           f" where instr(trigram, :title_folded) limit {FEW_TRIGRAMS + 1}))")
+    titles = f"(select max(position) from {FOLDED_TITLES})"  # the positions run 1..n: a seek, not a count
+    vocabulary = f"(select count(*) from (select 1 from {TITLE_TRIGRAMS} limit {titles}))"
+    few = (f"(case when {vocabulary} * {VOCABULARY_READS} < {titles} then (select count(*) <= {FEW_TRIGRAMS}"
+           f" from (select 1 from {TITLE_TRIGRAMS} where instr(trigram, :title_folded) limit {FEW_TRIGRAMS + 1}))"
+           f" else 0 end)")
     trigrams = (
         f"""coalesce((select group_concat('"' || replace(trigram, '"', '""') || '"', ' OR ')"""
         f""" from {TITLE_TRIGRAMS} where instr(trigram, :title_folded)), '""')"""
