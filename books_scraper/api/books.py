@@ -491,6 +491,22 @@ async def gathered_or_walked(db, filters: BookFilters, keyset: Keyset, page, pla
     return list_query(filters, keyset, page, many, plan, None)
 
 
+async def read_page(datasette, db, filters: BookFilters, keyset: Keyset, page, total: int, exact: bool,
+                    plan: str) -> list[dict]:
+    """The page's books (limit + 1 of them) when some match: by the per-rating runs, or list_query's
+    plan for the total, a walk that gives up after WALK_STEPS then taking gathered_or_walked's."""
+    if rating_runs_apply(filters, keyset, page):
+        category_ids = [row["id"] for row in await db.execute(*category_ids_sql(filters))]
+        return await read_books(datasette, db, *rating_runs_query(category_ids, filters, keyset, page)) \
+            if category_ids else []
+    many = is_many(filters, keyset, total, exact)
+    try:
+        return await read_books(datasette, db, *list_query(filters, keyset, page, many, plan),
+                                WALK_STEPS if many else None)
+    except TooManySteps:  # the matches lie far along the sort's order
+        return await read_books(datasette, db, *await gathered_or_walked(db, filters, keyset, page, plan))
+
+
 async def _book_page(request, datasette, path: str, filters: BookFilters, args: dict):
     page = page_of(args, path)
     keyset = keyset_of(args["sort"])
@@ -511,18 +527,7 @@ async def _book_page(request, datasette, path: str, filters: BookFilters, args: 
     if not exact:  # the count stopped at COUNT_CAP + 1 rows: more than COUNT_CAP match
         exact, total = total <= COUNT_CAP, min(total, COUNT_CAP)
     if fetched is None:
-        fetched = []
-        if total and rating_runs_apply(filters, keyset, page):
-            category_ids = [row["id"] for row in await db.execute(*category_ids_sql(filters))]
-            if category_ids:
-                fetched = await read_books(datasette, db, *rating_runs_query(category_ids, filters, keyset, page))
-        elif total:  # nothing matches: no page to read
-            many = is_many(filters, keyset, total, exact)
-            page_sql, params = list_query(filters, keyset, page, many, plan)
-            try:
-                fetched = await read_books(datasette, db, page_sql, params, WALK_STEPS if many else None)
-            except TooManySteps:  # the matches lie far along the sort's order
-                fetched = await read_books(datasette, db, *await gathered_or_walked(db, filters, keyset, page, plan))
+        fetched = await read_page(datasette, db, filters, keyset, page, total, exact, plan) if total else []
     rows, after = next_cursor(path, keyset, fetched, page)
     return json_response(cursor_page_body(request, datasette, "books", rows, total, page, after, exact))
 
