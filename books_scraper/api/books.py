@@ -376,7 +376,7 @@ def rating_runs_query(category_ids: list[int], filters: BookFilters, keyset: Key
     (category_ids_sql): integers the database gave."""
     arms, params = [], {}
     for category_id in category_ids:
-        for rating in RATINGS[max(filters.min_rating, RATINGS[0]) - RATINGS[0]:]:
+        for rating in (rating for rating in RATINGS if rating >= filters.min_rating):
             tests = [f"b.category_id = {int(category_id)}", f"b.rating = {rating}"]
             arm, params = keyset_sql(f"select b.id, b.price as price from books b indexed by {RATING_RUNS_INDEX}",
                                      tests, keyset, page)
@@ -497,8 +497,9 @@ async def read_page(datasette, db, filters: BookFilters, keyset: Keyset, page, t
     plan for the total, a walk that gives up after WALK_STEPS then taking gathered_or_walked's."""
     if rating_runs_apply(filters, keyset, page):
         category_ids = [row["id"] for row in await db.execute(*category_ids_sql(filters))]
-        return await read_books(datasette, db, *rating_runs_query(category_ids, filters, keyset, page)) \
-            if category_ids else []
+        if not category_ids:
+            return []
+        return await read_books(datasette, db, *rating_runs_query(category_ids, filters, keyset, page))
     many = is_many(filters, keyset, total, exact)
     try:
         return await read_books(datasette, db, *list_query(filters, keyset, page, many, plan),

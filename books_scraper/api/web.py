@@ -233,7 +233,7 @@ def _read_rows(conn: sqlite3.Connection, sql: str, params: dict, stop: Stop) -> 
     lenient = conn.text_factory  # Datasette's: bytes that are not UTF-8 read as U+FFFD
     conn.text_factory = str  # each execute_fn runs on a connection only its thread uses
     try:
-        with stopping(conn, stop):
+        with stop.watching(conn):
             try:
                 return _fetch_dicts(conn, sql, params)
             except sqlite3.OperationalError as error:
@@ -271,7 +271,7 @@ class Stop:
     def __init__(self, limit_ms: int, max_steps: int | None = None) -> None:
         self.limit_ms = limit_ms
         self.every = 1 if limit_ms <= 20 else 1000
-        self.deadline = float("inf")  # set as the statement starts (stopping)
+        self.deadline = float("inf")  # set as the statement starts (watching)
         self.calls_left = None if max_steps is None else max(1, max_steps // self.every)
         self.out_of_steps = False
 
@@ -283,15 +283,15 @@ class Stop:
                 return True
         return time.perf_counter() >= self.deadline
 
-
-@contextmanager
-def stopping(conn: sqlite3.Connection, stop: Stop) -> Iterator[None]:
-    stop.deadline = time.perf_counter() + stop.limit_ms / 1000
-    conn.set_progress_handler(stop, stop.every)
-    try:
-        yield
-    finally:
-        conn.set_progress_handler(None, 0)
+    @contextmanager
+    def watching(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """This handler on the connection while the block runs, its time limit counted from now."""
+        self.deadline = time.perf_counter() + self.limit_ms / 1000
+        conn.set_progress_handler(self, self.every)
+        try:
+            yield
+        finally:
+            conn.set_progress_handler(None, 0)
 
 
 def books_database(datasette):
