@@ -642,7 +642,8 @@ def routes(facts: dict, metadata: dict, next_path: str) -> list[Route]:
         ("books via next links", next_path),
         ("books q search", "/api/v1/books?q=love&limit=20"),
         ("books filtered, sorted", f"/api/v1/books?category={slug}&min_rating=3&sort=-price&limit=20"),
-        ("books title search", "/api/v1/books/search?title=attic"),
+        ("books title search", "/api/v1/books/search?title=attic"),  # 1 book a page at 1k, 50 at 1M
+        ("books title search, a full page", "/api/v1/books/search?title=the"),  # 50 a page at both
         ("one book", f"/api/v1/books/{n}"),
         ("top rated", "/api/v1/books/top-rated"),
         ("price range", "/api/v1/books/price-range?min=10&max=20"),
