@@ -4,6 +4,7 @@ starts (web/template_cache.py): a page's first view renders without compiling an
 from __future__ import annotations
 
 import logging
+import tempfile
 
 import pytest
 from jinja2 import DictLoader, Environment, FileSystemBytecodeCache
@@ -49,3 +50,14 @@ def test_a_template_that_does_not_compile_is_logged_and_the_rest_are_cached(tmp_
     compiled = counting_compiles(later, monkeypatch)
     later.get_template("good.html")
     assert compiled == []  # loaded from the cache the first environment wrote
+
+
+def test_without_a_cache_directory_templates_still_compile(tmp_path, monkeypatch, caplog):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    monkeypatch.setattr(tempfile, "tempdir", str(not_a_directory))  # where Jinja makes its directory
+    env = Environment(loader=DictLoader({"good.html": "<p>{{ x }}</p>"}), enable_async=True)
+    with caplog.at_level(logging.WARNING):
+        assert compile_templates(env) == 1
+    assert env.bytecode_cache is None
+    assert "templates compile on each start: no bytecode cache directory" in caplog.text
