@@ -37,8 +37,9 @@ PUBLIC_SETTINGS: dict[str, object] = {
     "max_csv_mb": 0,  # no cap: the whole catalogue streams (each page of it is one bounded query)
     "default_cache_ttl": 60,
     "truncate_cells_html": 120,
-    # A facet over a million books takes ~100-170 ms (a covering index scan); one that needs more is
-    # listed as timed out rather than holding the page (two default facets: the page stays under 500 ms).
+    # A facet of a filtered page over a million books takes ~100-170 ms (a covering index scan); one
+    # that needs more is listed as timed out rather than holding the page (two default facets: the
+    # page stays under 500 ms). Over the whole table they read stored counts (web/published_facets.py).
     "facet_time_limit_ms": 200,
     "default_allow_sql": True,
     "allow_download": True,
