@@ -42,20 +42,23 @@ class PublishedFacet(ColumnFacet):
         return []  # Datasette's column facet suggests columns already
 
     async def facet_results(self) -> tuple[list[dict], list[str]]:
-        if await self.whole_table():
-            results, timed_out = [await self.published(entry) for entry in self.get_configs()], []
+        configs = self.get_configs()
+        if not configs:  # every page of every table makes one of these: most have none to answer
+            return [], []
+        if await self.whole_table(configs):
+            results, timed_out = [await self.published(entry) for entry in configs], []
         else:
             results, timed_out = await super().facet_results()
         for result in results:
             result["type"] = ColumnFacet.type
         return results, timed_out
 
-    async def whole_table(self) -> bool:
+    async def whole_table(self, configs: list[dict]) -> bool:
         """Whether the page's query is Datasette's select of every row of the books table, and
-        every facet asked for has stored counts."""
+        every facet asked for (configs) has stored counts."""
         if (self.database, self.table) != (BOOKS_DATABASE, TABLE) or self.params:
             return False
-        if any(facet_column(entry) not in PUBLISHED_COUNTS for entry in self.get_configs()):
+        if any(facet_column(entry) not in PUBLISHED_COUNTS for entry in configs):
             return False
         columns = await self.ds.get_database(self.database).table_columns(self.table)
         every_row = f"select {', '.join(escape_sqlite(c) for c in columns)} from {escape_sqlite(self.table)} "
